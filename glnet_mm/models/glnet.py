@@ -1,0 +1,323 @@
+"""GLNet backbone: GLMix blocks in a four-stage pyramid, every variant as data."""
+import copy
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+
+from .glmix import GLMixBlock, LayerNorm2d, MHABlock, TransformerBlock
+
+# The switches of the official release, one entry per released model. An
+# ``arch`` dict may name one of these as ``base`` and override any switch.
+ARCH_DEFAULTS = dict(
+    mixing_modes=('glmix', 'glmix', 'glmix', 'mha'),
+    mlp_ratios=4,
+    slot_init='ada_avgpool',
+    num_slots=64,
+    local_dw_ks=5,
+    cpe_ks=0,
+    mlp_dw=False,
+    layerscale=-1,
+    head_dim=32,
+    downsample_style='non_ovlp',
+    transition_layout='norm.proj',
+)
+_ADVANCED = dict(  # GLNet-4G's additions over the Swin-Tiny layout
+    mixing_modes=('glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'),
+    mlp_ratios=3, cpe_ks=3, mlp_dw=True, downsample_style='ovlp',
+    transition_layout='proj.norm', depths=[4, 4, 18, 4])
+
+arch_zoo = {
+    'stl': dict(depths=[2, 2, 6, 2], channels=[96, 192, 384, 768]),
+    'stl_paramslot': dict(base='stl', slot_init='param'),
+    '4g': dict(_ADVANCED, channels=[64, 128, 256, 512]),
+    '9g': dict(_ADVANCED, channels=[96, 192, 384, 768]),
+    '16g': dict(_ADVANCED, channels=[128, 256, 512, 1024], layerscale=1e-4),
+}
+
+MIXING_MODES = ('glmix', 'mha', 'mha_nchw', 'glmix.mha_nchw')
+NORMS = {'BN': nn.BatchNorm2d, 'SyncBN': nn.SyncBatchNorm, 'LN2d': LayerNorm2d}
+
+
+def resolve_arch(arch) -> dict:
+    """Turn a preset name or an ``arch`` dict into the full set of switches.
+
+    Args:
+        arch (str | dict): A key of :data:`arch_zoo`, or a dict with
+            ``depths`` and ``channels`` (or a ``base`` preset) plus any of the
+            switches in :data:`ARCH_DEFAULTS`.
+
+    Returns:
+        dict: Every switch, with per-stage values expanded to lists of four.
+    """
+    if isinstance(arch, str):
+        if arch not in arch_zoo:
+            raise ValueError(f'Unknown GLNet arch {arch!r}; choose one of '
+                             f'{sorted(arch_zoo)} or pass a dict')
+        arch = arch_zoo[arch]
+    if not isinstance(arch, dict):
+        raise TypeError(f'arch must be a str or dict, got {type(arch)}')
+    arch = copy.deepcopy(arch)
+    base = arch.pop('base', None)
+    spec = resolve_arch(base) if base else dict(ARCH_DEFAULTS)
+    unknown = set(arch) - set(ARCH_DEFAULTS) - {'depths', 'channels'}
+    if unknown:
+        raise ValueError(f'Unknown GLNet arch switches: {sorted(unknown)}')
+    spec.update(arch)
+    for key in ('depths', 'channels'):
+        if key not in spec:
+            raise ValueError(f'GLNet arch needs {key!r} (four values)')
+    for key in ('depths', 'channels', 'mlp_ratios', 'mixing_modes'):
+        value = spec[key]
+        value = list(value) if isinstance(value, (list, tuple)) else [value] * 4
+        if len(value) != 4:
+            raise ValueError(f'GLNet arch {key!r} needs 4 values, got {value}')
+        spec[key] = value
+    for mode in spec['mixing_modes']:
+        if mode not in MIXING_MODES:
+            raise ValueError(f'Unknown mixing mode {mode!r}; choose from '
+                             f'{MIXING_MODES}')
+    for c in spec['channels']:
+        if c % spec['head_dim']:
+            raise ValueError(f'channels {spec["channels"]} must be multiples '
+                             f'of head_dim={spec["head_dim"]}')
+    if spec['downsample_style'] not in ('non_ovlp', 'ovlp'):
+        raise ValueError("downsample_style must be 'non_ovlp' or 'ovlp'")
+    if spec['transition_layout'] not in ('norm.proj', 'proj.norm'):
+        raise ValueError("transition_layout must be 'norm.proj' or "
+                         "'proj.norm'")
+    return spec
+
+
+def build_norm(cfg: dict, channels: int) -> nn.Module:
+    """Build a 2D norm from ``dict(type='BN' | 'SyncBN' | 'LN2d', **kwargs)``."""
+    cfg = dict(cfg)
+    norm_type = cfg.pop('type')
+    if norm_type not in NORMS:
+        raise ValueError(f'Unsupported norm type {norm_type!r}; choose from '
+                         f'{sorted(NORMS)}')
+    cfg.pop('requires_grad', None)
+    return NORMS[norm_type](channels, **cfg)
+
+
+class GLNet(BaseModule):
+    """GLNet: the GLMix vision backbone.
+
+    A four-stage pyramid (strides 4, 8, 16, 32) of GLMix blocks, from
+    "Revisiting the Integration of Convolution and Attention for Vision
+    Backbone" (NeurIPS 2024). Each GLMix block runs light depth-wise convs on
+    the fine feature grid and multi-head self-attention on a coarse set of
+    semantic slots, linked by soft clustering and dispatching.
+
+    Args:
+        arch (str | dict): ``'stl'``, ``'stl_paramslot'``, ``'4g'``, ``'9g'``,
+            ``'16g'`` or a dict of switches (see :data:`ARCH_DEFAULTS`):
+            ``depths`` and ``channels`` per stage; ``mixing_modes`` per stage
+            (``'glmix'``, ``'mha'`` plain transformer, ``'mha_nchw'`` token
+            attention with a conv MLP, ``'glmix.mha_nchw'`` alternating);
+            ``slot_init`` (``'ada_avgpool'`` per-image pooled slots or
+            ``'param'`` learned slots); ``num_slots``; ``local_dw_ks`` kernel
+            of the local depth-wise conv; ``cpe_ks`` conv position embedding
+            kernel (0 = none); ``mlp_dw`` depth-wise conv in the MLP;
+            ``layerscale`` init value (<= 0 = none); ``head_dim``;
+            ``mlp_ratios``; ``downsample_style`` (``'non_ovlp'`` patchify or
+            ``'ovlp'`` strided 3x3 convs) and ``transition_layout``
+            (``'norm.proj'`` or ``'proj.norm'``). A dict may start from a
+            preset with ``base='stl'``. Defaults to ``'stl'``.
+        in_channels (int): Channels of the input image. Defaults to 3.
+        out_indices (Sequence[int]): Stages whose outputs are returned.
+            Defaults to ``(0, 1, 2, 3)``.
+        out_norm_cfg (dict, optional): Norm applied to each returned stage
+            (``norm{i}``); ``None`` returns the raw stage outputs. Use
+            ``dict(type='BN')`` on stage 3 to receive the official
+            classifier's final norm from ImageNet checkpoints.
+            Defaults to ``dict(type='LN2d', eps=1e-6)``.
+        norm_cfg (dict): Norm of the stem and the downsampling layers.
+            Defaults to ``dict(type='BN')``.
+        drop_path_rate (float): Stochastic depth rate, linear over blocks.
+            Defaults to 0.
+        frozen_stages (int): Freeze the stem and the first ``frozen_stages``
+            stages (and their output norms); they stay in eval mode through
+            ``train()``. 0 freezes nothing. Defaults to 0.
+        norm_eval (bool): Keep every BatchNorm in eval mode during training.
+            Defaults to False.
+        with_cp (bool): Activation checkpointing of each block, trading
+            compute for memory. Defaults to False.
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=PATH)`` loads an official GLNet ImageNet checkpoint or
+            a GLNet checkpoint saved by OpenMMLab (converted on load, see
+            :mod:`glnet_mm.checkpoint`). Defaults to None.
+    """
+    arch_zoo = arch_zoo
+
+    def __init__(self,
+                 arch='stl',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_norm_cfg=dict(type='LN2d', eps=1e-6),
+                 norm_cfg=dict(type='BN'),
+                 drop_path_rate: float = 0.,
+                 frozen_stages: int = 0,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = spec = resolve_arch(arch)
+        channels, depths = spec['channels'], spec['depths']
+        self.channels = channels
+        self.in_channels = in_channels
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not out_indices or any(not -4 <= i < 4 for i in out_indices):
+            raise ValueError(f'out_indices must lie in [-4, 4), got '
+                             f'{out_indices}')
+        self.out_indices = sorted({i % 4 for i in out_indices})
+        if not 0 <= frozen_stages <= 4:
+            raise ValueError(f'frozen_stages must be in [0, 4], got '
+                             f'{frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        self.downsample_layers = nn.ModuleList(
+            [self._stem(in_channels, channels[0], norm_cfg, spec)])
+        for i in range(1, 4):
+            self.downsample_layers.append(
+                self._transition(channels[i - 1], channels[i], norm_cfg,
+                                 spec))
+        # Non-overlapping patchify needs sizes divisible by its stride:
+        # inputs are padded bottom/right, so stage i is ceil(H / 2**(i+2)).
+        self._pad_to = ([4, 2, 2, 2] if spec['downsample_style'] == 'non_ovlp'
+                        else [1, 1, 1, 1])
+
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i in range(4):
+            stage = nn.Module()
+            stage.blocks = nn.ModuleList([
+                self._block(spec, i, j, rates.pop(0))
+                for j in range(depths[i])
+            ])
+            self.stages.append(stage)
+
+        if out_norm_cfg is not None:
+            for i in self.out_indices:
+                self.add_module(f'norm{i}', build_norm(out_norm_cfg,
+                                                       channels[i]))
+        self._freeze_stages()
+
+    @staticmethod
+    def _stem(in_channels, dim, norm_cfg, spec):
+        if spec['downsample_style'] == 'non_ovlp':
+            return nn.Sequential(
+                nn.Conv2d(in_channels, dim, 4, stride=4),
+                build_norm(norm_cfg, dim))
+        # index 0 is parameter-free in the official layout; keeping it lets
+        # released checkpoints load with their own key names.
+        return nn.Sequential(
+            nn.Identity(),
+            nn.Conv2d(in_channels, dim // 2, 3, stride=2, padding=1),
+            build_norm(norm_cfg, dim // 2), nn.GELU(),
+            nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1),
+            build_norm(norm_cfg, dim))
+
+    @staticmethod
+    def _transition(in_dim, out_dim, norm_cfg, spec):
+        if spec['downsample_style'] == 'non_ovlp':
+            proj = nn.Conv2d(in_dim, out_dim, 2, stride=2)
+        else:
+            proj = nn.Conv2d(in_dim, out_dim, 3, stride=2, padding=1)
+        if spec['transition_layout'] == 'norm.proj':
+            return nn.Sequential(build_norm(norm_cfg, in_dim), proj)
+        return nn.Sequential(proj, build_norm(norm_cfg, out_dim))
+
+    @staticmethod
+    def _block(spec, stage, index, drop_path):
+        dim = spec['channels'][stage]
+        mode = spec['mixing_modes'][stage]
+        if mode == 'glmix.mha_nchw':
+            mode = 'glmix' if index % 2 == 0 else 'mha_nchw'
+        common = dict(dim=dim, num_heads=dim // spec['head_dim'],
+                      mlp_ratio=spec['mlp_ratios'][stage], drop_path=drop_path)
+        if mode == 'mha':
+            return TransformerBlock(**common)
+        conv = dict(cpe_ks=spec['cpe_ks'], mlp_dw=spec['mlp_dw'],
+                    layerscale=spec['layerscale'])
+        if mode == 'mha_nchw':
+            return MHABlock(**common, **conv)
+        return GLMixBlock(
+            **common, **conv, num_slots=spec['num_slots'],
+            slot_init=spec['slot_init'], local_dw_ks=spec['local_dw_ks'])
+
+    def init_weights(self):
+        """Load a (converted) pretrained checkpoint or initialise from
+        scratch: truncated-normal linear layers, zero biases."""
+        if self.init_cfg is not None and self.init_cfg.get(
+                'type') == 'Pretrained':
+            from ..checkpoint import load_pretrained
+            load_pretrained(self, self.init_cfg['checkpoint'],
+                            prefix=self.init_cfg.get('prefix'),
+                            logger=MMLogger.get_current_instance())
+            return
+        super().init_weights()
+        if self.init_cfg is None:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.trunc_normal_(m.weight, std=.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)
+            raise ValueError(f'GLNet expects an (N, C, H, W) tensor, got '
+                             f'{shape}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'GLNet was built with in_channels={self.in_channels} but the '
+                f'input has {x.shape[1]} channels (shape {tuple(x.shape)})')
+
+    def forward(self, x):
+        self._check_input(x)
+        outs = []
+        for i in range(4):
+            x = self._pad(x, self._pad_to[i])
+            x = self.downsample_layers[i](x)
+            for block in self.stages[i].blocks:
+                if self.with_cp and x.requires_grad:
+                    x = cp.checkpoint(block, x, use_reentrant=False)
+                else:
+                    x = block(x)
+            if i in self.out_indices:
+                norm = getattr(self, f'norm{i}', None)
+                outs.append(norm(x) if norm is not None else x)
+        return tuple(outs)
+
+    @staticmethod
+    def _pad(x, multiple):
+        h, w = x.shape[-2:]
+        ph, pw = -h % multiple, -w % multiple
+        return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+    def _freeze_stages(self):
+        for i in range(self.frozen_stages):
+            modules = [self.downsample_layers[i], self.stages[i]]
+            if hasattr(self, f'norm{i}'):
+                modules.append(getattr(self, f'norm{i}'))
+            for m in modules:
+                m.eval()
+                for param in m.parameters():
+                    param.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
