@@ -258,3 +258,33 @@ def load_pretrained(model, checkpoint, prefix=None, logger=None,
         if unexpected:
             logger.warning(f'Unused checkpoint weights: {unexpected}')
     return missing, unexpected
+
+
+def arch_from_official(config):
+    """Translate the official GLNet constructor switches into a GLNet arch.
+
+    Args:
+        config (dict): Official keyword arguments (``depth``, ``embed_dim``,
+            ``mixing_modes``, ...), as recorded in the reference data.
+
+    Returns:
+        dict: An ``arch`` dict for :class:`GLNet`.
+    """
+    config = dict(config)
+    norm = config.pop('norm_layer', 'BatchNorm2d')
+    if norm != 'BatchNorm2d':
+        raise CheckpointError(f'Unsupported official norm_layer {norm!r}')
+    renames = dict(depth='depths', embed_dim='channels')
+    return {renames.get(k, k): v for k, v in config.items()}
+
+
+def convert_to_mmpretrain(state_dict):
+    """Official classifier weights -> an mmpretrain ``ImageClassifier`` with
+    a ``GLNet`` backbone (``out_indices=(3, )``, ``out_norm_cfg=BN``), a
+    ``GlobalAveragePooling`` neck and a ``LinearClsHead``."""
+    out = OrderedDict(('backbone.' + k, v)
+                      for k, v in convert_official(state_dict).items())
+    for name in ('weight', 'bias'):
+        if f'head.{name}' in state_dict:
+            out[f'head.fc.{name}'] = state_dict[f'head.{name}']
+    return out

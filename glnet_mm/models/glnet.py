@@ -37,6 +37,8 @@ arch_zoo = {
     '4g': dict(_ADVANCED, channels=[64, 128, 256, 512]),
     '9g': dict(_ADVANCED, channels=[96, 192, 384, 768]),
     '16g': dict(_ADVANCED, channels=[128, 256, 512, 1024], layerscale=1e-4),
+    # Not a paper model: GLNet-STL's switches, shrunk for the CPU toy runs.
+    'toy': dict(base='stl', depths=[1, 1, 2, 1], channels=[32, 64, 128, 256]),
 }
 
 MIXING_MODES = ('glmix', 'mha', 'mha_nchw', 'glmix.mha_nchw')

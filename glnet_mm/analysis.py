@@ -1,0 +1,54 @@
+"""FLOP counting with mmengine's (fvcore-derived) jit tracer.
+
+FLOPs are multiply-adds, the convention of the paper. Besides the usual
+handles (convs, linears, matmuls, norms), the attention core of
+``scaled_dot_product_attention`` (QK^T and AV) is counted unless asked not to.
+"""
+import math
+
+import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.jit_handles import get_shape
+
+
+def sdpa_flop_jit(inputs, outputs):
+    """Multiply-adds of QK^T and AV in ``aten::scaled_dot_product_attention``."""
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    batch = math.prod(q[:-2])
+    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def flop_analyzer(model, inputs, attention_core=True):
+    """An mmengine :class:`FlopAnalyzer` that knows the attention core.
+
+    Args:
+        model (torch.nn.Module): Model in the mode to count (eval).
+        inputs (torch.Tensor | tuple): Forward inputs.
+        attention_core (bool): Count QK^T and AV. Defaults to True.
+
+    Returns:
+        FlopAnalyzer: Quiet about unsupported (FLOP-free) element-wise ops.
+    """
+    analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention',
+                           sdpa_flop_jit if attention_core else None)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return analyzer
+
+
+def count_flops(model, input_shape=(1, 3, 224, 224), attention_core=True):
+    """Total multiply-adds of ``model`` on one zero input of ``input_shape``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return flop_analyzer(model, torch.zeros(input_shape),
+                                 attention_core).total()
+    finally:
+        model.train(was_training)
+
+
+def count_params(model):
+    """Number of parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())

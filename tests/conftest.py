@@ -1,0 +1,46 @@
+import json
+import os
+import os.path as osp
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REFERENCE = os.environ.get('GLNET_MM_REFERENCE',
+                           osp.join(REPO, '..', 'shared', 'reference'))
+RELEASED = ('stl', 'stl_paramslot', '4g', '9g', '16g')
+GOLDEN = ('stl', 'stl_paramslot', '4g', '16g')
+
+
+def reference_path(name):
+    """Path of a reference file; skip (or fail under CI=true) if absent."""
+    path = osp.join(REFERENCE, name)
+    if not osp.exists(path):
+        message = (f'reference data {path} is missing (set GLNET_MM_REFERENCE '
+                   'to the folder of the official reference data)')
+        if os.environ.get('CI') == 'true':
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope='session')
+def official_keys():
+    with open(reference_path('official_keys.json')) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope='session')
+def official_flops():
+    with open(reference_path('official_flops.json')) as f:
+        return json.load(f)
+
+
+def load_golden(variant):
+    return torch.load(reference_path(f'golden_{variant}.pt'),
+                      weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,156 @@
+"""The OpenMMLab backbone contract of GLNet."""
+import pytest
+import torch
+import torch.nn as nn
+
+from glnet_mm import GLNet
+from glnet_mm.models import resolve_arch
+
+TINY = dict(depths=[1, 1, 2, 1], channels=[32, 64, 96, 128])
+
+
+def tiny(base='stl', arch=None, **kwargs):
+    return GLNet(dict(TINY, base=base, **(arch or {})), **kwargs)
+
+
+@pytest.mark.parametrize('arch', ['stl', 'stl_paramslot', '4g', '9g', '16g'])
+def test_presets_strides_and_channels(arch):
+    model = GLNet(arch).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 96))
+    channels = resolve_arch(arch)['channels']
+    assert [o.shape[1] for o in outs] == channels
+    assert [tuple(o.shape[2:]) for o in outs] == [(64 // s, 96 // s)
+                                                  for s in (4, 8, 16, 32)]
+
+
+@pytest.mark.parametrize('base', ['stl', '4g'])
+@pytest.mark.parametrize('size', [(65, 97), (31, 47), (224, 160), (33, 33)])
+def test_odd_sizes_give_ceil_strides(base, size):
+    model = tiny(base).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    for out, stride in zip(outs, (4, 8, 16, 32)):
+        assert tuple(out.shape[2:]) == tuple(-(-s // stride) for s in size)
+        assert torch.isfinite(out).all()
+
+
+def test_out_indices_and_out_norms():
+    model = tiny(out_indices=(1, 3))
+    assert not hasattr(model, 'norm0') and isinstance(model.norm3,
+                                                      nn.LayerNorm)
+    outs = model(torch.randn(2, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [64, 128]
+    raw = tiny(out_norm_cfg=None, out_indices=(-1, ))
+    assert not any(n.startswith('norm') for n, _ in raw.named_children())
+    assert len(raw(torch.randn(1, 3, 64, 64))) == 1
+    with pytest.raises(ValueError, match='out_indices'):
+        tiny(out_indices=(4, ))
+
+
+def test_batch_one_and_train_mode_backward():
+    model = tiny('4g', drop_path_rate=0.2).train()
+    outs = model(torch.randn(1, 3, 64, 64))
+    sum(o.mean() for o in outs).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+
+
+def test_drop_path_is_linear_over_depth():
+    model = tiny(drop_path_rate=0.3)
+    rates = [b.drop_path.drop_prob for s in model.stages for b in s.blocks]
+    assert rates[0] == 0 and rates[-1] == pytest.approx(0.3)
+    assert rates == sorted(rates)
+
+
+@pytest.mark.parametrize('frozen', [1, 3])
+def test_frozen_stages_stay_frozen_through_train(frozen):
+    model = tiny(frozen_stages=frozen)
+    model.train()
+    for i in range(4):
+        modules = [model.downsample_layers[i], model.stages[i]]
+        params = [p for m in modules for p in m.parameters()]
+        bns = [m for mod in modules for m in mod.modules()
+               if isinstance(m, nn.BatchNorm2d)]
+        frozen_now = i < frozen
+        assert all(p.requires_grad != frozen_now for p in params)
+        assert all(bn.training != frozen_now for bn in bns)
+    before = model.downsample_layers[0][1].running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    assert torch.equal(before, model.downsample_layers[0][1].running_mean)
+
+
+def test_norm_eval_keeps_batchnorm_statistics():
+    model = tiny(norm_eval=True).train()
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and not any(bn.training for bn in bns)
+    stats = [bn.running_mean.clone() for bn in bns]
+    model(torch.randn(2, 3, 64, 64))
+    assert all(torch.equal(s, bn.running_mean) for s, bn in zip(stats, bns))
+    assert tiny(norm_eval=False).train().downsample_layers[0][1].training
+
+
+@pytest.mark.parametrize('base', ['stl', '16g'])
+def test_with_cp_same_outputs_and_gradients(base):
+    torch.manual_seed(1)
+    plain = tiny(base, dict(layerscale=0.5)) if base == '16g' else tiny(base)
+    ckpt = GLNet(plain.arch, with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    plain.eval(), ckpt.eval()  # deterministic BN; checkpointing still runs
+    grads = []
+    for model in (plain, ckpt):
+        xi = x.clone().requires_grad_()
+        outs = model(xi)
+        sum((o * o).mean() for o in outs).backward()
+        grads.append((outs, xi.grad,
+                      [p.grad.clone() for p in model.parameters()]))
+    for a, b in zip(grads[0][0], grads[1][0]):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    for a, b in zip(grads[0][2], grads[1][2]):
+        torch.testing.assert_close(a, b)
+
+
+def test_bad_inputs_are_named():
+    model = tiny().eval()
+    with pytest.raises(ValueError, match='in_channels=3 .* 1 channels'):
+        model(torch.randn(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=r'\(N, C, H, W\)'):
+        model(torch.randn(1, 3, 2, 64, 64))
+    assert GLNet(dict(TINY), in_channels=1)(torch.randn(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize('arch, message', [
+    ('5g', 'Unknown GLNet arch'),
+    (dict(depths=[1, 1, 1]), 'channels'),
+    (dict(TINY, depths=[1, 1, 1]), '4 values'),
+    (dict(TINY, mixing_modes='conv'), 'mixing mode'),
+    (dict(TINY, channels=[30, 60, 90, 120]), 'head_dim'),
+    (dict(TINY, num_slots=50), 'square'),
+    (dict(TINY, slot_init='kmeans'), 'slot_init'),
+    (dict(TINY, window=7), 'Unknown GLNet arch switches'),
+])
+def test_impossible_configs_are_named(arch, message):
+    with pytest.raises(ValueError, match=message):
+        GLNet(arch)
+
+
+def test_param_slots_need_no_square():
+    model = tiny(arch=dict(num_slots=50, slot_init='param'))
+    assert model.stages[0].blocks[0].init_slots.shape == (1, 50, 32)
+    assert model(torch.randn(1, 3, 64, 64))[0].shape == (1, 32, 16, 16)
+
+
+def test_glmix_assignments_are_distributions():
+    """Clustering weights sum to one over pixels, dispatching over slots."""
+    block = tiny().stages[1].blocks[0]
+    x = torch.randn(2, 64, 12, 10)
+    slots = block.initial_slots(x)
+    assert slots.shape == (2, 64, 64)
+    grid = block.norm1(x.permute(0, 2, 3, 1)).flatten(1, 2)
+    logits = block.assignment_logits(slots, grid)
+    assert logits.shape == (2, 64, 120)
+    # |cosine| <= 1, scaled by the learnable temperature C^-0.5 at init
+    assert logits.abs().max() <= block.slot_scale.item() + 1e-6
+    assert block.slot_scale.item() == pytest.approx(64**-0.5)

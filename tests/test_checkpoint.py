@@ -1,0 +1,159 @@
+"""Safe loading of official and OpenMMLab checkpoints, clear errors."""
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import REPO, load_golden
+
+from glnet_mm import GLNet, load_pretrained, safe_load
+from glnet_mm.checkpoint import (CheckpointError, OpaqueObject,
+                                 arch_from_official)
+
+
+def official_like_checkpoint(path, golden):
+    """Write a file shaped like an official release in a subprocess that has
+    omegaconf: model + model_ema + optimizer + scaler + a hydra DictConfig."""
+    torch.save(golden['state_dict'], f'{path}.weights')
+    script = textwrap.dedent(f"""
+        import torch
+        from omegaconf import OmegaConf
+        sd = torch.load({f'{path}.weights'!r}, weights_only=True)
+        ema = {{k: v + 1 if v.is_floating_point() else v
+               for k, v in sd.items()}}
+        args = OmegaConf.create(dict(
+            model=dict(name='glnet_stl', drop_path=0.1), lr=2e-3,
+            epochs=300, output_dir=None, aug=dict(mixup=0.8, cutmix=1.0),
+            nested=[1, 2, dict(a='b')]))
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+        torch.save(dict(model=sd, model_ema=ema, optimizer=opt.state_dict(),
+                        epoch=299, scaler={{'scale': 65536.0}}, args=args),
+                   {path!r})
+    """)
+    subprocess.run([sys.executable, '-c', script], check=True)
+
+
+@pytest.fixture
+def golden_stl():
+    return load_golden('stl')
+
+
+@pytest.fixture
+def official_file(tmp_path, golden_stl):
+    path = str(tmp_path / 'glnet_stl_official.pth')
+    official_like_checkpoint(path, golden_stl)
+    return path
+
+
+def test_official_checkpoint_loads_without_omegaconf(official_file):
+    """omegaconf is made unimportable: the file still loads, the config is
+    inert data, and the model gets the EMA weights."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules['omegaconf'] = None  # as if not installed
+        from glnet_mm import safe_load
+        ckpt = safe_load({official_file!r})
+        assert ckpt['epoch'] == 299, ckpt['epoch']
+        args = ckpt['args']
+        assert type(args).__name__ == 'DictConfig', type(args)
+        assert 'omegaconf' not in sys.modules or sys.modules['omegaconf'] is None
+        print('OK', sorted(ckpt))
+    """)
+    out = subprocess.run([sys.executable, '-c', script], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "OK ['args', 'epoch', 'model', 'model_ema', 'optimizer'" in out.stdout
+
+
+def test_official_checkpoint_prefers_ema(official_file, golden_stl):
+    model = GLNet(arch_from_official(golden_stl['config']))
+    missing, unexpected = load_pretrained(model, official_file)
+    # output norms 0-2 are not in a classifier checkpoint; norm3 is replaced
+    # by the official final BatchNorm only when out_norm_cfg is BN
+    assert {k.split('.')[0] for k in missing} <= {'norm0', 'norm1', 'norm2',
+                                                  'norm3'}
+    ref = golden_stl['state_dict']['stages.0.blocks.0.slot_scale']
+    assert model.stages[0].blocks[0].slot_scale.item() == pytest.approx(
+        ref.item() + 1)
+    model = GLNet(arch_from_official(golden_stl['config']))
+    load_pretrained(model, official_file, prefer_ema=False)
+    assert model.stages[0].blocks[0].slot_scale.item() == pytest.approx(
+        ref.item())
+
+
+def test_args_survive_as_plain_data(official_file):
+    args = safe_load(official_file)['args']
+    assert isinstance(args, OpaqueObject)
+    assert 'omegaconf.dictconfig.DictConfig' in repr(args)
+    assert isinstance(args.state, dict) and '_content' in args.state
+
+
+def test_init_cfg_pretrained_through_the_registry(official_file, golden_stl):
+    from mmengine.registry import MODELS as ROOT  # noqa: F401
+    from mmdet.registry import MODELS
+    model = MODELS.build(
+        dict(type='GLNet', arch=arch_from_official(golden_stl['config']),
+             out_norm_cfg=None,
+             init_cfg=dict(type='Pretrained', checkpoint=official_file)))
+    model.init_weights()
+    w = golden_stl['state_dict']['downsample_layers.0.0.weight'] + 1
+    torch.testing.assert_close(model.downsample_layers[0][0].weight, w)
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / 'pwned'
+
+    class Evil:
+
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}', ))
+
+    path = tmp_path / 'evil.pth'
+    torch.save({'model': {}, 'x': Evil()}, path)
+    with pytest.raises(CheckpointError, match='system'):
+        safe_load(path)
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / 'notes.pth'
+    path.write_text('hello')
+    with pytest.raises(CheckpointError, match='not a readable PyTorch'):
+        safe_load(path)
+    with pytest.raises(FileNotFoundError, match='not found'):
+        safe_load(tmp_path / 'missing.pth')
+
+
+def test_wrong_arch_is_named(official_file, golden_stl):
+    arch = dict(arch_from_official(golden_stl['config']),
+                channels=[64, 64, 96, 128])
+    with pytest.raises(CheckpointError, match='shape mismatches'):
+        load_pretrained(GLNet(arch), official_file)
+    deeper = dict(arch_from_official(golden_stl['config']),
+                  depths=[2, 1, 2, 1])
+    with pytest.raises(CheckpointError, match='backbone weights are missing'):
+        load_pretrained(GLNet(deeper), official_file)
+    with pytest.raises(CheckpointError, match='no GLNet weights'):
+        load_pretrained(GLNet('stl'),
+                        dict(state_dict={'fc.weight': torch.zeros(2)}))
+    with pytest.raises(CheckpointError, match='No weights found'):
+        load_pretrained(GLNet('stl'), dict(epoch=3))
+
+
+def test_openmmlab_checkpoint_with_backbone_prefix(tmp_path, golden_stl):
+    arch = arch_from_official(golden_stl['config'])
+    src = GLNet(arch)
+    path = tmp_path / 'detector.pth'
+    torch.save(
+        dict(meta=dict(epoch=1),
+             state_dict={f'backbone.{k}': v
+                         for k, v in src.state_dict().items()}
+             | {'neck.conv.weight': torch.zeros(1)}), path)
+    dst = GLNet(arch)
+    missing, unexpected = load_pretrained(dst, str(path))
+    assert not missing and not unexpected
+    for a, b in zip(src.state_dict().values(), dst.state_dict().values()):
+        assert torch.equal(a, b)

@@ -1,0 +1,95 @@
+"""Parity with the authors' code: golden outputs, parameter counts, key maps
+and FLOPs of every released model."""
+import pytest
+import torch
+from conftest import GOLDEN, RELEASED, load_golden
+
+from glnet_mm import GLNet
+from glnet_mm.analysis import count_flops, count_params
+from glnet_mm.models import resolve_arch
+from glnet_mm.checkpoint import (arch_from_official, convert_official,
+                                 convert_to_mmpretrain, load_pretrained)
+
+
+def classifier(arch, num_classes=1000):
+    """mmpretrain's ImageClassifier in the official classifier layout."""
+    from mmpretrain.registry import MODELS
+    return MODELS.build(
+        dict(type='ImageClassifier',
+             backbone=dict(type='GLNet', arch=arch, out_indices=(3, ),
+                           out_norm_cfg=dict(type='BN')),
+             neck=dict(type='GlobalAveragePooling'),
+             head=dict(type='LinearClsHead', num_classes=num_classes,
+                       in_channels=resolve_arch(arch)['channels'][-1])))
+
+
+def rel_err(out, ref):
+    return ((out - ref).abs().max() / ref.abs().max()).item()
+
+
+@pytest.mark.parametrize('variant', GOLDEN)
+def test_golden_stage_outputs(variant):
+    golden = load_golden(variant)
+    model = GLNet(arch_from_official(golden['config']), out_norm_cfg=None)
+    load_pretrained(model, dict(model=golden['state_dict']))
+    model.eval()
+    with torch.no_grad():
+        outs = model(golden['input'])
+    assert len(outs) == 4
+    for out, ref in zip(outs, golden['stage_outputs']):
+        assert out.shape == ref.shape
+        assert rel_err(out, ref) < 1e-5, variant
+
+
+@pytest.mark.parametrize('variant', GOLDEN)
+def test_golden_logits_through_mmpretrain(variant):
+    golden = load_golden(variant)
+    arch = arch_from_official(golden['config'])
+    model = classifier(arch, num_classes=10)
+    state = convert_to_mmpretrain(golden['state_dict'])
+    result = model.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys
+    assert not [k for k in result.missing_keys
+                if not k.startswith('data_preprocessor')]
+    model.eval()
+    with torch.no_grad():
+        logits = model(golden['input'])
+    assert rel_err(logits, golden['logits']) < 1e-5
+
+
+def test_golden_detects_a_wrong_switch():
+    """The parity check has teeth: one flipped switch breaks it."""
+    golden = load_golden('stl')
+    arch = dict(arch_from_official(golden['config']), local_dw_ks=3)
+    model = GLNet(arch, out_norm_cfg=None)
+    with pytest.raises(ValueError, match='shape mismatches'):
+        load_pretrained(model, dict(model=golden['state_dict']))
+
+
+@pytest.mark.parametrize('variant', RELEASED)
+def test_released_params_and_keys(variant, official_keys):
+    ref = official_keys[f'glnet_{variant}']
+    model = classifier(variant)
+    assert count_params(model) == ref['params_total']
+    assert count_params(model.backbone) == ref['params_without_head']
+    own = model.state_dict()
+    converted = convert_to_mmpretrain(
+        {k: torch.empty(s) for k, s in ref['state_dict'].items()})
+    assert len(converted) == len(ref['state_dict'])
+    for key, tensor in converted.items():
+        assert key in own, key
+        assert tuple(own[key].shape) == tuple(tensor.shape), key
+    assert set(own) == set(converted)
+    backbone = convert_official(
+        {k: torch.empty(s) for k, s in ref['state_dict'].items()})
+    assert not [k for k in backbone if k.startswith('head.')]
+
+
+@pytest.mark.parametrize('variant', RELEASED)
+def test_released_flops(variant, official_flops):
+    ref = official_flops[f'glnet_{variant}']
+    model = classifier(variant)
+    flops = count_flops(model)
+    assert abs(flops / ref['flops_224'] - 1) < 0.01, (flops, ref)
+    without = count_flops(model, attention_core=False)
+    assert abs(without / ref['flops_224_without_attention_core'] - 1) < 0.01
