@@ -38,11 +38,15 @@ def flop_analyzer(model, inputs, attention_core=True):
 
 
 def count_flops(model, input_shape=(1, 3, 224, 224), attention_core=True):
-    """Total multiply-adds of ``model`` on one zero input of ``input_shape``."""
+    """Total multiply-adds of ``model`` on one zero input of ``input_shape``.
+
+    Traced with autograd enabled: under ``no_grad`` ``nn.MultiheadAttention``
+    takes a fused fast path whose projections the tracer cannot see.
+    """
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.enable_grad():
             return flop_analyzer(model, torch.zeros(input_shape),
                                  attention_core).total()
     finally:

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
 import glnet_mm
@@ -45,33 +45,63 @@ def swap_backbone(cfg, channels):
 
 
 def test_mask_rcnn_from_upstream_config():
+    """Upstream Mask R-CNN with the backbone swapped: a loss step and a
+    prediction on random input."""
     from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
     init_default_scope('mmdet')
-    cfg = Config.fromfile('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
-    model = MODELS.build(swap_backbone(cfg, TINY['channels']).model).eval()
-    x = torch.randn(1, 3, 128, 160)
+    cfg = get_config('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
+    model = MODELS.build(swap_backbone(cfg, TINY['channels']).model)
+    feats = model.extract_feat(torch.randn(1, 3, 128, 160))
+    assert [tuple(f.shape[1:]) for f in feats] == [
+        (256, 32, 40), (256, 16, 20), (256, 8, 10), (256, 4, 5), (256, 2, 3)]
+    packed = demo_mm_inputs(2, [[3, 128, 160], [3, 96, 128]], num_items=[3, 2],
+                            num_classes=80, with_mask=True)
+    model.train()
+    data = model.data_preprocessor(packed, True)
+    losses = model(**data, mode='loss')
+    total = sum(v for k, v in losses.items() if 'loss' in k
+                for v in (v if isinstance(v, list) else [v]))
+    assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'} <= set(losses)
+    total.backward()
+    assert model.backbone.stages[0].blocks[0].slot_scale.grad is not None
+    model.eval()
     with torch.no_grad():
-        feats = model.extract_feat(x)
-        rpn_out = model(x, mode='tensor')
-    assert [f.shape[-1] for f in feats] == [40, 20, 10, 5, 3]
-    assert all(f.shape[1] == 256 for f in feats)
-    assert rpn_out is not None
+        results = model(**model.data_preprocessor(packed, False),
+                        mode='predict')
+    assert len(results) == 2 and hasattr(results[0], 'pred_instances')
 
 
 def test_upernet_from_upstream_config():
+    """Upstream UPerNet (Swin base) with the backbone swapped: a loss step
+    and a full-resolution logit map."""
     from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    from mmengine.structures import PixelData
     init_default_scope('mmseg')
-    cfg = Config.fromfile('mmseg::_base_/models/upernet_swin.py')
+    cfg = get_config('mmseg::_base_/models/upernet_swin.py')
     cfg.model.backbone = dict(type='GLNet', arch=TINY)
     cfg.model.decode_head.in_channels = TINY['channels']
     cfg.model.auxiliary_head.in_channels = TINY['channels'][2]
-    cfg.norm_cfg = dict(type='BN')
-    cfg.model.decode_head.norm_cfg = dict(type='BN')
-    cfg.model.auxiliary_head.norm_cfg = dict(type='BN')
-    model = MODELS.build(cfg.model).eval()
+    for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
+        head.norm_cfg = dict(type='BN')
+    model = MODELS.build(cfg.model)
+    num_classes = cfg.model.decode_head.num_classes
+    samples = []
+    for _ in range(2):
+        sample = SegDataSample(metainfo=dict(img_shape=(128, 128),
+                                             pad_shape=(128, 128)))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, 128, 128)))
+        samples.append(sample)
+    model.train()
+    losses = model(torch.randn(2, 3, 128, 128), samples, mode='loss')
+    assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses)
+    (losses['decode.loss_ce'] + losses['aux.loss_ce']).backward()
+    model.eval()
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 128, 128), mode='tensor')
-    assert logits.shape == (1, 150, 32, 32)
+    assert logits.shape == (1, num_classes, 32, 32)
 
 
 def test_model_code_imports_without_mmcv():
