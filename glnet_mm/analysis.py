@@ -11,6 +11,9 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
 
+ATTENTION_CORE = 'scaled_dot_product_attention'
+
+
 def sdpa_flop_jit(inputs, outputs):
     """Multiply-adds of QK^T and AV in ``aten::scaled_dot_product_attention``."""
     q, k, v = (get_shape(t) for t in inputs[:3])
@@ -18,39 +21,49 @@ def sdpa_flop_jit(inputs, outputs):
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
-def flop_analyzer(model, inputs, attention_core=True):
+def flop_analyzer(model, inputs):
     """An mmengine :class:`FlopAnalyzer` that knows the attention core.
 
     Args:
         model (torch.nn.Module): Model in the mode to count (eval).
         inputs (torch.Tensor | tuple): Forward inputs.
-        attention_core (bool): Count QK^T and AV. Defaults to True.
 
     Returns:
         FlopAnalyzer: Quiet about unsupported (FLOP-free) element-wise ops.
     """
     analyzer = FlopAnalyzer(model, inputs)
-    analyzer.set_op_handle('aten::scaled_dot_product_attention',
-                           sdpa_flop_jit if attention_core else None)
+    analyzer.set_op_handle(f'aten::{ATTENTION_CORE}', sdpa_flop_jit)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return analyzer
 
 
-def count_flops(model, input_shape=(1, 3, 224, 224), attention_core=True):
-    """Total multiply-adds of ``model`` on one zero input of ``input_shape``.
+def flop_counts(model, input_shape=(1, 3, 224, 224)):
+    """Multiply-adds per operator of ``model`` on one zero input.
 
     Traced with autograd enabled: under ``no_grad`` ``nn.MultiheadAttention``
     takes a fused fast path whose projections the tracer cannot see.
+
+    Returns:
+        Counter: FLOPs by operator name; the attention core is under
+        ``'scaled_dot_product_attention'``.
     """
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad():
-            return flop_analyzer(model, torch.zeros(input_shape),
-                                 attention_core).total()
+            return flop_analyzer(model, torch.zeros(input_shape)).by_operator()
     finally:
         model.train(was_training)
+
+
+def count_flops(model, input_shape=(1, 3, 224, 224), attention_core=True):
+    """Total multiply-adds of ``model`` on one input of ``input_shape``,
+    with or without the attention core (QK^T and AV)."""
+    counts = flop_counts(model, input_shape)
+    if not attention_core:
+        counts.pop(ATTENTION_CORE, None)
+    return sum(counts.values())
 
 
 def count_params(model):
