@@ -169,12 +169,12 @@ def extract_state_dict(checkpoint, prefer_ema=True):
         f'state dict); its keys are {sorted(checkpoint)[:10]}')
 
 
-def convert_official(state_dict, prefix=None):
+def convert_official(state_dict, prefix=None, final_norm='norm3'):
     """Map official GLNet (or OpenMMLab-saved) weights onto :class:`GLNet`.
 
     Backbone keys keep their names (the module layout follows the release).
-    The classifier's ``head.*`` is dropped and its final norm ``norm.*``
-    becomes the last output norm ``norm3.*``. ``module.`` (DDP) and, for
+    The classifier's ``head.*`` is dropped and its final BatchNorm ``norm.*``
+    becomes the last output norm (``norm3.*``). ``module.`` (DDP) and, for
     checkpoints of OpenMMLab models, ``prefix`` (e.g. ``'backbone.'``) are
     stripped.
 
@@ -182,6 +182,9 @@ def convert_official(state_dict, prefix=None):
         state_dict (dict): Official or OpenMMLab weights.
         prefix (str, optional): Keep only keys under this prefix, stripped.
             Defaults to ``'backbone.'`` when any key starts with it.
+        final_norm (str, optional): Where the official final BatchNorm goes;
+            ``None`` keeps it as ``norm.*`` (unused by a model whose last
+            output norm is not a BatchNorm). Defaults to ``'norm3'``.
 
     Returns:
         OrderedDict: Backbone weights in :class:`GLNet`'s layout.
@@ -198,8 +201,8 @@ def convert_official(state_dict, prefix=None):
     for key, value in state_dict.items():
         if key.startswith('head.'):
             continue
-        if key.startswith('norm.'):
-            key = 'norm3.' + key[len('norm.'):]
+        if key.startswith('norm.') and final_norm:
+            key = f'{final_norm}.' + key[len('norm.'):]
         converted[key] = value
     return converted
 
@@ -227,7 +230,12 @@ def load_pretrained(model, checkpoint, prefix=None, logger=None,
     if isinstance(checkpoint, (str, os.PathLike)):
         checkpoint = safe_load(checkpoint)
     weights, key = extract_state_dict(checkpoint, prefer_ema)
-    weights = convert_official(weights, prefix)
+    # The official final norm is a BatchNorm: it only fits a BatchNorm norm3
+    # (its affine weights would load into a LayerNorm silently otherwise).
+    bn_norm3 = isinstance(getattr(model, 'norm3', None),
+                          torch.nn.modules.batchnorm._BatchNorm)
+    weights = convert_official(weights, prefix,
+                               final_norm='norm3' if bn_norm3 else None)
     own = model.state_dict()
     matched = [k for k in weights if k in own]
     if not matched:

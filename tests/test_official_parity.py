@@ -7,7 +7,7 @@ from conftest import GOLDEN, RELEASED, load_golden
 from glnet_mm import GLNet
 from glnet_mm.analysis import ATTENTION_CORE, count_params, flop_counts
 from glnet_mm.models import resolve_arch
-from glnet_mm.checkpoint import (arch_from_official, convert_official,
+from glnet_mm.checkpoint import (arch_from_official,
                                  convert_to_mmpretrain, load_pretrained)
 
 
@@ -80,9 +80,15 @@ def test_released_params_and_keys(variant, official_keys):
         assert key in own, key
         assert tuple(own[key].shape) == tuple(tensor.shape), key
     assert set(own) == set(converted)
-    backbone = convert_official(
-        {k: torch.empty(s) for k, s in ref['state_dict'].items()})
-    assert not [k for k in backbone if k.startswith('head.')]
+    official = dict(model={k: torch.zeros(s)
+                           for k, s in ref['state_dict'].items()})
+    backbone = GLNet(variant, out_indices=(3, ), out_norm_cfg=dict(type='BN'))
+    missing, unexpected = load_pretrained(backbone, official)
+    assert missing == [] and unexpected == []  # the classifier is dropped
+    # with LayerNorm outputs the official BatchNorm is reported, not loaded
+    missing, unexpected = load_pretrained(GLNet(variant), official)
+    assert {k.split('.')[0] for k in missing} == {f'norm{i}' for i in range(4)}
+    assert {k.split('.')[0] for k in unexpected} == {'norm'}
 
 
 @pytest.mark.parametrize('variant', RELEASED)
