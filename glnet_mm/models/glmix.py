@@ -92,6 +92,15 @@ def conv_mlp(channels: int, ratio: float, dw: bool) -> nn.Sequential:
         nn.Conv2d(hidden, channels, 1))
 
 
+def local_convs(channels: int, kernel_size: int) -> nn.Sequential:
+    """GLMix's local branch: 1x1 conv, k x k depth-wise conv, 1x1 conv."""
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 1),
+        nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
+                  groups=channels),
+        nn.Conv2d(channels, channels, 1))
+
+
 class _Block(nn.Module):
     """Shared parts of every block: position embedding, MLP, layer scales.
 
@@ -164,11 +173,10 @@ class GLMixBlock(_Block):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.relation_mha = nn.MultiheadAttention(dim, num_heads,
                                                   batch_first=True)
-        self.feature_conv = nn.Sequential(
-            nn.Conv2d(dim, dim, 1),
-            nn.Conv2d(dim, dim, local_dw_ks, padding=local_dw_ks // 2,
-                      groups=dim),
-            nn.Conv2d(dim, dim, 1))
+        self.feature_conv = local_convs(dim, local_dw_ks)
+        # Parameter-free hook point: the clustering weights (B, S, H*W) flow
+        # through it, so forward hooks can read them (tools/visualize_slots.py).
+        self.cluster_weights = nn.Identity()
 
     def initial_slots(self, x):
         """Slots before clustering, ``(B, S, C)``, from the block input."""
@@ -181,18 +189,27 @@ class GLMixBlock(_Block):
         return self.slot_scale * (F.normalize(slots, dim=-1)
                                   @ F.normalize(pixels, dim=-1).mT)
 
+    def global_branch(self, slots, x):
+        """Cluster the grid ``x`` (B, C, H, W) into ``slots``, let the slots
+        attend to each other, and dispatch them back onto the grid."""
+        grid = x.flatten(2).mT  # B, HW, C
+        logits = self.assignment_logits(slots, grid)
+        weights = self.cluster_weights(logits.softmax(dim=-1))
+        slots = weights @ grid  # cluster: grid -> set
+        slots = self.relation_mha(slots, slots, slots, need_weights=False)[0]
+        glob = logits.softmax(dim=1).mT @ slots  # dispatch: set -> grid
+        return glob.mT.reshape_as(x)
+
+    def local_branch(self, x):
+        """Light convs on the fine grid ``x`` (B, C, H, W)."""
+        return self.feature_conv(x)
+
     def mix(self, x):
         """The token mixer: global (slots) + local (convs) on normed ``x``."""
         slots = self.initial_slots(x)
         x = self.pos_embed(x)
-        pixels = self.norm1(x.permute(0, 2, 3, 1))  # B, H, W, C
-        grid = pixels.flatten(1, 2)  # B, HW, C
-        logits = self.assignment_logits(slots, grid)
-        slots = logits.softmax(dim=-1) @ grid  # cluster: grid -> set
-        slots = self.relation_mha(slots, slots, slots, need_weights=False)[0]
-        glob = logits.softmax(dim=1).mT @ slots  # dispatch: set -> grid
-        local = self.feature_conv(pixels.permute(0, 3, 1, 2))
-        return x, glob.mT.reshape_as(local) + local
+        normed = self.norm1(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x, self.global_branch(slots, normed) + self.local_branch(normed)
 
     def forward(self, x):
         x, mixed = self.mix(x)

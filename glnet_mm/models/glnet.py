@@ -1,5 +1,6 @@
 """GLNet backbone: GLMix blocks in a four-stage pyramid, every variant as data."""
 import copy
+import math
 from typing import Sequence
 
 import torch
@@ -10,6 +11,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 
 from .glmix import GLMixBlock, LayerNorm2d, MHABlock, TransformerBlock
+from .glmix_ablations import (BRANCHES, CLUSTERINGS, LOCAL_OPS,
+                              GLMixAblationBlock)
 
 # The switches of the official release, one entry per released model. An
 # ``arch`` dict may name one of these as ``base`` and override any switch.
@@ -25,7 +28,24 @@ ARCH_DEFAULTS = dict(
     head_dim=32,
     downsample_style='non_ovlp',
     transition_layout='norm.proj',
+    # The paper's ablations of the GLMix block (glmix_ablations.py).
+    branches='parallel',
+    local_op='dwconv',
+    local_window=7,
+    clustering='soft',
+    kmeans_iters=5,
 )
+# Switch values that are one of a few names.
+CHOICES = dict(
+    slot_init=('ada_avgpool', 'param', 'hashing'),
+    branches=BRANCHES,
+    local_op=LOCAL_OPS,
+    clustering=CLUSTERINGS,
+    downsample_style=('non_ovlp', 'ovlp'),
+    transition_layout=('norm.proj', 'proj.norm'),
+)
+_ABLATION_SWITCHES = ('branches', 'local_op', 'local_window', 'clustering',
+                      'kmeans_iters')
 _ADVANCED = dict(  # GLNet-4G's additions over the Swin-Tiny layout
     mixing_modes=('glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'),
     mlp_ratios=3, cpe_ks=3, mlp_dw=True, downsample_style='ovlp',
@@ -87,11 +107,30 @@ def resolve_arch(arch) -> dict:
         if c % spec['head_dim']:
             raise ValueError(f'channels {spec["channels"]} must be multiples '
                              f'of head_dim={spec["head_dim"]}')
-    if spec['downsample_style'] not in ('non_ovlp', 'ovlp'):
-        raise ValueError("downsample_style must be 'non_ovlp' or 'ovlp'")
-    if spec['transition_layout'] not in ('norm.proj', 'proj.norm'):
-        raise ValueError("transition_layout must be 'norm.proj' or "
-                         "'proj.norm'")
+    for key, choices in CHOICES.items():
+        if spec[key] not in choices:
+            raise ValueError(f'GLNet arch {key}={spec[key]!r} is not one of '
+                             f'{choices}')
+    for key in ('num_slots', 'local_dw_ks', 'local_window', 'kmeans_iters'):
+        if not isinstance(spec[key], int) or spec[key] < 1:
+            raise ValueError(f'GLNet arch {key} must be a positive int, got '
+                             f'{spec[key]!r}')
+    slots = spec['num_slots']
+    if spec['slot_init'] == 'ada_avgpool' and math.isqrt(slots)**2 != slots:
+        raise ValueError(f"GLNet arch slot_init='ada_avgpool' pools to a "
+                         f'square grid: num_slots must be a square, got '
+                         f'{slots}')
+    if spec['slot_init'] == 'hashing' and slots & (slots - 1):
+        raise ValueError(f"GLNet arch slot_init='hashing' uses log2(S) hash "
+                         f'bits: num_slots must be a power of two, got {slots}')
+    if spec['slot_init'] == 'param' and spec['clustering'] == 'kmeans':
+        raise ValueError("GLNet arch slot_init='param' cannot be learned with "
+                         "clustering='kmeans' (hard assignments pass no "
+                         "gradient to the initial slots); use 'hashing' or "
+                         "'ada_avgpool'")
+    if spec['local_dw_ks'] % 2 == 0:
+        raise ValueError(f'GLNet arch local_dw_ks must be odd, got '
+                         f'{spec["local_dw_ks"]}')
     return spec
 
 
@@ -128,8 +167,14 @@ class GLNet(BaseModule):
             ``layerscale`` init value (<= 0 = none); ``head_dim``;
             ``mlp_ratios``; ``downsample_style`` (``'non_ovlp'`` patchify or
             ``'ovlp'`` strided 3x3 convs) and ``transition_layout``
-            (``'norm.proj'`` or ``'proj.norm'``). A dict may start from a
-            preset with ``base='stl'``. Defaults to ``'stl'``.
+            (``'norm.proj'`` or ``'proj.norm'``). The paper's ablations
+            (:mod:`.glmix_ablations`): ``branches`` (``'parallel'``,
+            ``'local'``, ``'global'``, ``'global->local'``,
+            ``'local->global'``), ``local_op`` (``'dwconv'`` or ``'wmhsa'``
+            window attention of side ``local_window``), ``slot_init=
+            'hashing'`` and ``clustering`` (``'soft'`` or ``'kmeans'`` with
+            ``kmeans_iters`` steps). A dict may start from a preset with
+            ``base='stl'``. Defaults to ``'stl'``.
         in_channels (int): Channels of the input image. Defaults to 3.
         out_indices (Sequence[int]): Stages whose outputs are returned.
             Defaults to ``(0, 1, 2, 3)``.
@@ -251,9 +296,13 @@ class GLNet(BaseModule):
                     layerscale=spec['layerscale'])
         if mode == 'mha_nchw':
             return MHABlock(**common, **conv)
-        return GLMixBlock(
-            **common, **conv, num_slots=spec['num_slots'],
-            slot_init=spec['slot_init'], local_dw_ks=spec['local_dw_ks'])
+        glmix = dict(num_slots=spec['num_slots'], slot_init=spec['slot_init'],
+                     local_dw_ks=spec['local_dw_ks'])
+        ablation = {k: spec[k] for k in _ABLATION_SWITCHES}
+        if (spec['slot_init'] == 'hashing' or any(
+                ablation[k] != ARCH_DEFAULTS[k] for k in ablation)):
+            return GLMixAblationBlock(**common, **conv, **glmix, **ablation)
+        return GLMixBlock(**common, **conv, **glmix)
 
     def init_weights(self):
         """Load a (converted) pretrained checkpoint or initialise from
