@@ -1,0 +1,147 @@
+"""Toy shapes: a small synthetic image-folder classification dataset.
+
+Six classes, three shapes and three textures, each drawn at a random place,
+size, angle and colour on a noisy background of another random colour:
+
+* ``circle``, ``square`` (rotated), ``triangle`` (rotated): one filled shape;
+* ``stripes`` (random angle and period), ``checker`` (random cell size and
+  angle), ``dots`` (a random grid of discs): a textured patch.
+
+Colour says nothing about the class, so a model has to look at shape and
+texture. The files follow the image-folder layout that mmpretrain's
+``CustomDataset`` reads (sub-folder names are the classes)::
+
+    <root>/{train,val}/<class>/<class>_00000.png
+
+Generation is deterministic: image ``i`` of a class and split depends only on
+``(seed, split, class, i)``, never on how many images are requested.
+"""
+import os
+import os.path as osp
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+TOY_SHAPES_CLASSES = ('circle', 'square', 'triangle', 'stripes', 'checker',
+                      'dots')
+SPLITS = dict(train=0, val=1)
+
+
+def _colours(rng):
+    """A background and a foreground colour that differ clearly."""
+    while True:
+        bg, fg = rng.uniform(0, 255, (2, 3))
+        if np.abs(bg - fg).sum() > 180:
+            return bg, fg
+
+
+def _rotated(points, angle, centre):
+    c, s = np.cos(angle), np.sin(angle)
+    points = np.asarray(points, float) - centre
+    return points @ np.array([[c, s], [-s, c]]) + centre
+
+
+def _texture(name, rng, yy, xx, unit):
+    """Boolean foreground mask of a texture over the whole canvas; ``unit``
+    scales the pattern (1 for 64-pixel images)."""
+    angle = rng.uniform(0, np.pi)
+    u = (xx * np.cos(angle) + yy * np.sin(angle)) / unit
+    v = (-xx * np.sin(angle) + yy * np.cos(angle)) / unit
+    if name == 'stripes':
+        period = rng.uniform(6, 10)
+        return (u % period) < period / 2
+    if name == 'checker':
+        cell = rng.uniform(4, 7)
+        return ((u // cell) + (v // cell)) % 2 == 0
+    period = rng.uniform(8, 11)  # dots
+    du = (u % period) - period / 2
+    dv = (v % period) - period / 2
+    return du**2 + dv**2 < (period * rng.uniform(0.2, 0.3))**2
+
+
+def render_toy_shape(name, rng, size=32):
+    """Draw one image of class ``name``.
+
+    Args:
+        name (str): One of :data:`TOY_SHAPES_CLASSES`.
+        rng (numpy.random.Generator): Source of all randomness.
+        size (int): Side of the square image. Defaults to 32.
+
+    Returns:
+        np.ndarray: An RGB uint8 ``(size, size, 3)`` image.
+    """
+    if name not in TOY_SHAPES_CLASSES:
+        raise ValueError(f'Unknown toy class {name!r}; choose from '
+                         f'{TOY_SHAPES_CLASSES}')
+    bg, fg = _colours(rng)
+    extent = rng.uniform(0.4, 0.7) * size  # side of the object
+    centre = rng.uniform(extent / 2 + 2, size - extent / 2 - 2, 2)
+    mask = Image.new('L', (size, size))
+    draw = ImageDraw.Draw(mask)
+    angle = rng.uniform(0, 2 * np.pi)
+    half = extent / 2
+    if name == 'circle':
+        draw.ellipse([*(centre - half), *(centre + half)], fill=1)
+    elif name == 'square':
+        corners = centre + np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]
+                                     ]) * half * 0.85
+        draw.polygon([tuple(p) for p in _rotated(corners, angle, centre)],
+                     fill=1)
+    elif name == 'triangle':
+        corners = [centre + half * np.array([np.cos(a), np.sin(a)])
+                   for a in (np.pi / 2, np.pi * 7 / 6, np.pi * 11 / 6)]
+        draw.polygon([tuple(p) for p in _rotated(corners, angle, centre)],
+                     fill=1)
+    else:  # a textured rectangular patch
+        draw.rectangle([*(centre - half), *(centre + half)], fill=1)
+    mask = np.asarray(mask, bool)
+    if name in ('stripes', 'checker', 'dots'):
+        yy, xx = np.mgrid[:size, :size]
+        mask &= _texture(name, rng, yy, xx, size / 64)
+    image = np.where(mask[..., None], fg, bg)
+    image = image + rng.normal(0, 10, image.shape)
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_toy_imagefolder(out_dir,
+                         num_train=200,
+                         num_val=50,
+                         size=32,
+                         seed=0,
+                         force=False):
+    """Write the toy shapes dataset (see the module docstring).
+
+    Args:
+        out_dir (str): Root folder, e.g. ``data/toy_shapes``.
+        num_train (int): Training images per class. Defaults to 200.
+        num_val (int): Validation images per class. Defaults to 50.
+        size (int): Image side. Defaults to 32.
+        seed (int): Seed of the whole dataset. Defaults to 0.
+        force (bool): Write into a non-empty ``out_dir`` (the toy images are
+            rewritten, other files are left alone). Defaults to False.
+
+    Returns:
+        dict: Number of images written per split.
+    """
+    if num_train < 1 or num_val < 1:
+        raise ValueError(f'num_train and num_val must be >= 1, got '
+                         f'{num_train} and {num_val}')
+    if size < 32:
+        raise ValueError(f'size must be at least 32, got {size}')
+    if osp.isfile(out_dir):
+        raise FileExistsError(f'{out_dir} is a file, not a folder')
+    if osp.isdir(out_dir) and os.listdir(out_dir) and not force:
+        raise FileExistsError(
+            f'{out_dir} exists and is not empty; pass force=True (--force) '
+            'to write the toy dataset into it anyway')
+    counts = {}
+    for split, num in (('train', num_train), ('val', num_val)):
+        for label, name in enumerate(TOY_SHAPES_CLASSES):
+            folder = osp.join(out_dir, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(num):
+                rng = np.random.default_rng([seed, SPLITS[split], label, i])
+                Image.fromarray(render_toy_shape(name, rng, size)).save(
+                    osp.join(folder, f'{name}_{i:05d}.png'))
+        counts[split] = num * len(TOY_SHAPES_CLASSES)
+    return counts

@@ -1,0 +1,238 @@
+"""ImageNet classification with mmpretrain: configs, official weights through
+the converter and the runner, toy data and a toy training run."""
+import glob
+import importlib.util
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from conftest import load_golden
+from mmengine.config import Config
+
+from glnet_mm.checkpoint import arch_from_official
+from glnet_mm.datasets.toy_imagefolder import (TOY_SHAPES_CLASSES,
+                                               make_toy_imagefolder,
+                                               render_toy_shape)
+from glnet_mm.models import resolve_arch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(REPO, 'configs', 'classification')
+ALL_CONFIGS = sorted(
+    osp.relpath(p, CONFIGS)
+    for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True))
+RELEASED = {  # config size -> (arch, drop path of the paper, top-1)
+    'stl': ('stl', 0.1, 82.5),
+    'stl-paramslot': ('stl_paramslot', 0.1, 82.1),
+    '4g': ('4g', 0.15, 83.7),
+    '9g': ('9g', 0.3, 84.5),
+    '16g': ('16g', 0.4, 85.0),
+}
+
+
+def load(config):
+    return Config.fromfile(osp.join(CONFIGS, config))
+
+
+def build(cfg):
+    """The model as mmengine's runner builds it (top-level preprocessor)."""
+    from mmpretrain.registry import MODELS
+    model = dict(cfg.model)
+    model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    return MODELS.build(model)
+
+
+def tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_config_is_found():
+    assert len(ALL_CONFIGS) == 5 + 5 + 1 + 14  # train, 3rdparty, toy, ablations
+    for config in ALL_CONFIGS:
+        cfg = load(config)
+        assert cfg.custom_imports['imports'] == ['glnet_mm']
+        assert cfg.model.type == 'ImageClassifier'
+        assert cfg.model.backbone.type == 'GLNet'
+
+
+@pytest.mark.parametrize('size', RELEASED)
+def test_released_recipe(size):
+    """The authors' recipe, read back from the config."""
+    arch, drop_path, _ = RELEASED[size]
+    cfg = load(f'glnet-{size}_16xb128_in1k.py')
+    backbone = cfg.model.backbone
+    assert backbone.arch == arch and backbone.drop_path_rate == drop_path
+    assert backbone.out_indices == (3, ) and backbone.out_norm_cfg.type == 'BN'
+    assert cfg.model.head.in_channels == resolve_arch(arch)['channels'][-1]
+    assert cfg.model.head.loss == dict(
+        type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')
+    assert [(a.type, a.alpha) for a in cfg.model.train_cfg.augments] == [
+        ('Mixup', 0.8), ('CutMix', 1.0)]
+    assert cfg.train_cfg.max_epochs == 300
+    assert 16 * cfg.train_dataloader.batch_size == 2048
+    assert cfg.auto_scale_lr.base_batch_size == 2048
+    optim = cfg.optim_wrapper
+    assert optim.optimizer.type == 'AdamW' and optim.optimizer.lr == 2e-3
+    assert optim.optimizer.weight_decay == 0.05
+    assert optim.clip_grad.max_norm == 5.0
+    assert [s.type for s in cfg.param_scheduler] == ['LinearLR',
+                                                     'CosineAnnealingLR']
+    train = [t.type for t in cfg.train_dataloader.dataset.pipeline]
+    assert 'RandAugment' in train and 'RandomErasing' in train
+    assert cfg.train_dataloader.dataset.data_root == 'data/imagenet'
+    assert (cfg.val_evaluator.type, cfg.val_evaluator.topk) == ('Accuracy',
+                                                                (1, 5))
+    assert cfg.test_dataloader.dataset.pipeline[-2].crop_size == 224
+    hooks = [h.type for h in cfg.get('custom_hooks', [])]
+    assert hooks == (['EMAHook'] if size == '16g' else [])
+
+
+@pytest.mark.parametrize('config', [c for c in ALL_CONFIGS
+                                    if 'ablations' not in c])
+def test_config_builds(config):
+    """Every config builds (ablations: tests/test_ablations.py)."""
+    cfg = load(config)
+    model = build(cfg)
+    assert model.head.fc.out_features == cfg.model.head.num_classes
+    if '3rdparty' in config:
+        size = osp.basename(config).split('_')[0][len('glnet-'):]
+        assert cfg.load_from == f'checkpoints/glnet-{size}_3rdparty_in1k.pth'
+        train = load(f'glnet-{size}_16xb128_in1k.py')
+        assert cfg.model == train.model
+        assert cfg.get('custom_hooks', []) == []  # 16G: already EMA weights
+
+
+def test_classifier_forward_and_loss():
+    """The toy config's classifier (the STL recipe: Mixup/CutMix, label
+    smoothing) on random data: predictions and a finite loss with
+    gradients."""
+    from mmpretrain.structures import DataSample
+    model = build(load('glnet-toy_1xb32-30e_toy-shapes.py'))
+    batch = dict(
+        inputs=[torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+                for _ in range(4)],
+        data_samples=[DataSample().set_gt_label(i % 6) for i in range(4)])
+    model.train()
+    data = model.data_preprocessor(batch, training=True)
+    assert data['data_samples'][0].gt_score.shape == (6, )  # mixed labels
+    losses = model(**data, mode='loss')
+    losses['loss'].backward()
+    assert torch.isfinite(losses['loss'])
+    assert model.backbone.stages[0].blocks[0].relation_mha.in_proj_weight.grad \
+        is not None
+    model.eval()
+    with torch.no_grad():
+        preds = model(**model.data_preprocessor(batch), mode='predict')
+    assert len(preds) == 4 and preds[0].pred_score.shape == (6, )
+    assert torch.allclose(preds[0].pred_score.sum(), torch.tensor(1.))
+
+
+GOLDEN_CONFIGS = {'stl': 'stl', 'stl_paramslot': 'stl-paramslot',
+                  '4g': '4g', '16g': '16g'}
+
+
+@pytest.mark.parametrize('variant', GOLDEN_CONFIGS)
+def test_official_weights_through_converter_and_runner(variant, tmp_path):
+    """An official-layout checkpoint -> tools/convert_official.py -> the
+    3rdparty config's runner -> the authors' logits."""
+    from mmengine.runner import Runner
+    golden = load_golden(variant)
+    state = golden['state_dict']
+    official = dict(model=state, epoch=299, args=dict(model='glnet'))
+    if variant == '16g':  # the EMA weights are the reported ones
+        official = dict(model={k: v + 1 for k, v in state.items()},
+                        model_ema=state)
+    src = str(tmp_path / 'official.pth')
+    torch.save(official, src)
+    dst = str(tmp_path / 'converted.pth')
+    converter = tool('convert_official')
+    converter.main([src, dst])
+    with pytest.raises(SystemExit, match='refusing to overwrite'):
+        converter.main([src, dst])
+
+    cfg = load(f'glnet-{GOLDEN_CONFIGS[variant]}_3rdparty_in1k.py')
+    arch = arch_from_official(golden['config'])
+    cfg.model.backbone.arch = arch
+    cfg.model.head.update(num_classes=10, in_channels=arch['channels'][-1])
+    cfg.data_preprocessor.num_classes = 10
+    cfg.load_from = dst
+    cfg.work_dir = str(tmp_path / 'work')
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    model = runner.model.eval()
+    with torch.no_grad():
+        logits = model(golden['input'], mode='tensor')
+    ref = golden['logits']
+    assert ((logits - ref).abs().max() / ref.abs().max()) < 1e-5
+
+
+def test_converter_rejects_a_non_classifier(tmp_path):
+    src = str(tmp_path / 'backbone_only.pth')
+    torch.save(dict(state_dict={'backbone.stem.weight': torch.zeros(1)}), src)
+    with pytest.raises(SystemExit, match='not an official GLNet classifier'):
+        tool('convert_official').main([src, str(tmp_path / 'out.pth')])
+    assert not os.path.exists(tmp_path / 'out.pth')
+
+
+def test_toy_images_are_deterministic_and_class_specific():
+    rng = lambda: np.random.default_rng([0, 0, 1, 5])  # noqa: E731
+    a, b = render_toy_shape('square', rng(), 32), render_toy_shape(
+        'square', rng(), 32)
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match='Unknown toy class'):
+        render_toy_shape('hexagon', rng())
+
+
+def test_toy_imagefolder_layout_and_no_overwrite(tmp_path):
+    root = str(tmp_path / 'toy')
+    counts = make_toy_imagefolder(root, num_train=2, num_val=1)
+    assert counts == dict(train=12, val=6)
+    assert sorted(os.listdir(osp.join(root, 'train'))) == sorted(
+        TOY_SHAPES_CLASSES)
+    with pytest.raises(FileExistsError, match='not empty'):
+        make_toy_imagefolder(root, num_train=2, num_val=1)
+    with pytest.raises(ValueError, match='num_train'):
+        make_toy_imagefolder(str(tmp_path / 'x'), num_train=0)
+
+
+def test_toy_training_through_the_runner(tmp_path):
+    """The toy config trains with mmengine's runner on generated data: the
+    loss falls and mmpretrain's Accuracy is computed."""
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+    root = str(tmp_path / 'toy')
+    make_toy_imagefolder(root, num_train=4, num_val=2)
+    cfg = load('glnet-toy_1xb32-30e_toy-shapes.py')
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        loader.update(num_workers=0, persistent_workers=False, batch_size=12)
+        loader.dataset.data_root = root
+    cfg.test_dataloader = cfg.val_dataloader
+    # a few iterations: fit the same 24 images, no warmup, no mixing
+    cfg.model.train_cfg = None
+    cfg.train_cfg = dict(by_epoch=True, max_epochs=6, val_interval=6)
+    cfg.param_scheduler = []
+    cfg.optim_wrapper.optimizer.lr = 2e-3
+    cfg.train_dataloader.dataset.pipeline = cfg.val_dataloader.dataset.pipeline
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
+    cfg.work_dir = str(tmp_path / 'work')
+    losses = []
+
+    class LossRecorder(Hook):
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None,
+                             outputs=None):
+            losses.append(outputs['loss'].item())
+
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(LossRecorder())
+    runner.train()
+    assert len(losses) == 12
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    metrics = runner.val_loop.run()
+    assert 0 <= metrics['accuracy/top1'] <= 100
