@@ -36,14 +36,14 @@ def official_like_checkpoint(path, golden):
     subprocess.run([sys.executable, '-c', script], check=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def golden_stl():
     return load_golden('stl')
 
 
-@pytest.fixture
-def official_file(tmp_path, golden_stl):
-    path = str(tmp_path / 'glnet_stl_official.pth')
+@pytest.fixture(scope='module')
+def official_file(tmp_path_factory, golden_stl):
+    path = str(tmp_path_factory.mktemp('official') / 'glnet_stl.pth')
     official_like_checkpoint(path, golden_stl)
     return path
 
