@@ -24,7 +24,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_VALUE" ] && [ -x "$VENV/bin/
     say "reusing $VENV (stack up to date)"
 else
     t0=$SECONDS
-    say "building the pinned stack in $VENV (first time on a fresh machine: ~15 min, mostly compiling mmcv)"
+    say "building the pinned stack in $VENV (a few minutes; ~15 min on a fresh machine, which compiles mmcv once)"
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     say "1/4 torch, torchvision and build tools"
     PIP install -r requirements/build.txt
