@@ -1,0 +1,22 @@
+# UPerNet with a GLNet backbone on ADE20K, 512x512 crops, 160k iterations,
+# batch 16 (8 GPUs x 2): mmseg's Swin UPerNet recipe (AdamW lr 6e-5, weight
+# decay 0.01, linear warmup for 1500 iterations then poly decay, auxiliary
+# FCN head on stage 3) with AMP. The per-size configs set the arch, the
+# drop-path rate, the checkpoint and the head input channels.
+_base_ = [
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',  # noqa: E501
+    './glnet.py',
+]
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='GLNet',
+        out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='SyncBN'),
+        init_cfg=dict(type='Pretrained')))
+optim_wrapper = dict(
+    _delete_=True,
+    type='AmpOptimWrapper',
+    optimizer=dict(
+        type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
+    paramwise_cfg={{_base_.glnet_paramwise_cfg}})
