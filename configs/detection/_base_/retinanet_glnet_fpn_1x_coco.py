@@ -1,0 +1,21 @@
+# RetinaNet + FPN with a GLNet backbone, 1x schedule (12 epochs), batch 16
+# (8 GPUs x 2): mmdet's Swin-T RetinaNet (FPN on strides 8-32 plus two extra
+# levels from its input) with the GLNet optimiser of ./glnet.py. The
+# per-size configs set the arch, the drop-path rate, the checkpoint and the
+# neck input channels (stages 1-3).
+_base_ = [
+    'mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py',
+    './glnet.py',
+]
+custom_imports = dict(imports=['glnet_mm'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='GLNet',
+        # only the stages the neck uses: unused output norms would get no
+        # gradient under DistributedDataParallel
+        out_indices=(1, 2, 3),
+        norm_cfg=dict(type='SyncBN'),
+        init_cfg=dict(type='Pretrained')))
+optim_wrapper = {{_base_.glnet_optim_wrapper}}
+auto_scale_lr = dict(enable=True, base_batch_size=16)
