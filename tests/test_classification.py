@@ -11,6 +11,7 @@ import torch
 from conftest import load_golden
 from mmengine.config import Config
 
+from glnet_mm.analysis import count_params
 from glnet_mm.checkpoint import arch_from_official
 from glnet_mm.datasets.toy_imagefolder import (TOY_SHAPES_CLASSES,
                                                make_toy_imagefolder,
@@ -94,11 +95,15 @@ def test_released_recipe(size):
 
 @pytest.mark.parametrize('config', [c for c in ALL_CONFIGS
                                     if 'ablations' not in c])
-def test_config_builds(config):
-    """Every config builds (ablations: tests/test_ablations.py)."""
+def test_config_builds(config, model_index):
+    """Every config builds (ablations: tests/test_ablations.py); the model
+    zoo's parameter counts are the built models'."""
     cfg = load(config)
     model = build(cfg)
     assert model.head.fc.out_features == cfg.model.head.num_classes
+    name = osp.basename(config)[:-3]
+    if name in model_index:
+        assert model_index[name].metadata.parameters == count_params(model)
     if '3rdparty' in config:
         size = osp.basename(config).split('_')[0][len('glnet-'):]
         assert cfg.load_from == f'checkpoints/glnet-{size}_3rdparty_in1k.pth'
@@ -107,12 +112,35 @@ def test_config_builds(config):
         assert cfg.get('custom_hooks', []) == []  # 16G: already EMA weights
 
 
+@pytest.fixture(scope='module')
+def model_index():
+    from modelindex.load_model_index import load as load_index
+    return {m.name: m for m in load_index(
+        osp.join(REPO, 'model-index.yml')).models}
+
+
+def test_model_index_lists_the_configs(model_index):
+    """``model-index.yml`` (read by mim) names every ImageNet config once."""
+    configs = {m.config for m in model_index.values()}
+    expected = {f'configs/classification/{c}' for c in ALL_CONFIGS
+                if 'toy' not in c}
+    assert configs == expected
+    for size, (_, _, top1) in RELEASED.items():
+        entry = model_index[f'glnet-{size}_3rdparty_in1k']
+        assert entry.results[0].metrics['Top 1 Accuracy'] == top1
+        assert osp.isfile(osp.join(REPO, entry.config))
+
+
 def test_classifier_forward_and_loss():
-    """The toy config's classifier (the STL recipe: Mixup/CutMix, label
-    smoothing) on random data: predictions and a finite loss with
+    """The STL recipe's classifier (Mixup/CutMix, label smoothing) with a
+    tiny GLNet on random data: predictions and a finite loss with
     gradients."""
     from mmpretrain.structures import DataSample
-    model = build(load('glnet-toy_1xb32-30e_toy-shapes.py'))
+    cfg = load('glnet-stl_16xb128_in1k.py')
+    cfg.model.backbone.arch = 'toy'
+    cfg.model.head.update(num_classes=6, in_channels=256)
+    cfg.data_preprocessor.num_classes = 6
+    model = build(cfg)
     batch = dict(
         inputs=[torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
                 for _ in range(4)],
@@ -208,7 +236,7 @@ def test_toy_training_through_the_runner(tmp_path):
     from mmengine.runner import Runner
     root = str(tmp_path / 'toy')
     make_toy_imagefolder(root, num_train=4, num_val=2)
-    cfg = load('glnet-toy_1xb32-30e_toy-shapes.py')
+    cfg = load('glnet-toy_1xb64-20e_toy-shapes.py')
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         loader.update(num_workers=0, persistent_workers=False, batch_size=12)
         loader.dataset.data_root = root

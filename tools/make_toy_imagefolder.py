@@ -14,8 +14,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out_dir', nargs='?', default='data/toy_shapes',
                         help='output root (default: data/toy_shapes)')
-    parser.add_argument('--num-train', type=int, default=200,
-                        help='training images per class (default: 200)')
+    parser.add_argument('--num-train', type=int, default=500,
+                        help='training images per class (default: 500)')
     parser.add_argument('--num-val', type=int, default=50,
                         help='validation images per class (default: 50)')
     parser.add_argument('--size', type=int, default=32)

@@ -22,7 +22,10 @@ model = dict(
 
 # 16 GPUs x 128 images = 2048, AdamW lr 2e-3 at that batch size.
 train_dataloader = dict(batch_size=128)
+# No decay on norms, biases and other <= 1-d parameters (the base's rules),
+# including GLMix's 0-d clustering temperature.
 optim_wrapper = dict(
     optimizer=dict(lr=2e-3, weight_decay=0.05),
+    paramwise_cfg=dict(custom_keys={'.slot_scale': dict(decay_mult=0.0)}),
     clip_grad=dict(max_norm=5.0))
 auto_scale_lr = dict(base_batch_size=2048)

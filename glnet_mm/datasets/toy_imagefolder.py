@@ -4,8 +4,8 @@ Six classes, three shapes and three textures, each drawn at a random place,
 size, angle and colour on a noisy background of another random colour:
 
 * ``circle``, ``square`` (rotated), ``triangle`` (rotated): one filled shape;
-* ``stripes`` (random angle and period), ``checker`` (random cell size and
-  angle), ``dots`` (a random grid of discs): a textured patch.
+* ``stripes`` (random angle and period), ``checker`` (axis-aligned, random
+  cell size), ``dots`` (a rotated grid of discs): a textured patch.
 
 Colour says nothing about the class, so a model has to look at shape and
 texture. The files follow the image-folder layout that mmpretrain's
@@ -41,19 +41,19 @@ def _rotated(points, angle, centre):
     return points @ np.array([[c, s], [-s, c]]) + centre
 
 
-def _texture(name, rng, yy, xx, unit):
-    """Boolean foreground mask of a texture over the whole canvas; ``unit``
-    scales the pattern (1 for 64-pixel images)."""
+def _texture(name, rng, yy, xx):
+    """Boolean foreground mask of a texture over the whole canvas."""
     angle = rng.uniform(0, np.pi)
-    u = (xx * np.cos(angle) + yy * np.sin(angle)) / unit
-    v = (-xx * np.sin(angle) + yy * np.cos(angle)) / unit
+    u = xx * np.cos(angle) + yy * np.sin(angle)
+    v = -xx * np.sin(angle) + yy * np.cos(angle)
     if name == 'stripes':
-        period = rng.uniform(6, 10)
+        period = rng.uniform(8, 12)
         return (u % period) < period / 2
-    if name == 'checker':
-        cell = rng.uniform(4, 7)
-        return ((u // cell) + (v // cell)) % 2 == 0
-    period = rng.uniform(8, 11)  # dots
+    if name == 'checker':  # axis-aligned, random phase
+        cell = rng.uniform(5, 8)
+        y0, x0 = rng.uniform(0, 2 * cell, 2)
+        return (((yy + y0) // cell) + ((xx + x0) // cell)) % 2 == 0
+    period = rng.uniform(10, 13)  # dots
     du = (u % period) - period / 2
     dv = (v % period) - period / 2
     return du**2 + dv**2 < (period * rng.uniform(0.2, 0.3))**2
@@ -74,7 +74,7 @@ def render_toy_shape(name, rng, size=32):
         raise ValueError(f'Unknown toy class {name!r}; choose from '
                          f'{TOY_SHAPES_CLASSES}')
     bg, fg = _colours(rng)
-    extent = rng.uniform(0.4, 0.7) * size  # side of the object
+    extent = rng.uniform(0.5, 0.8) * size  # side of the object
     centre = rng.uniform(extent / 2 + 2, size - extent / 2 - 2, 2)
     mask = Image.new('L', (size, size))
     draw = ImageDraw.Draw(mask)
@@ -97,14 +97,14 @@ def render_toy_shape(name, rng, size=32):
     mask = np.asarray(mask, bool)
     if name in ('stripes', 'checker', 'dots'):
         yy, xx = np.mgrid[:size, :size]
-        mask &= _texture(name, rng, yy, xx, size / 64)
+        mask &= _texture(name, rng, yy, xx)
     image = np.where(mask[..., None], fg, bg)
     image = image + rng.normal(0, 10, image.shape)
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
 def make_toy_imagefolder(out_dir,
-                         num_train=200,
+                         num_train=500,
                          num_val=50,
                          size=32,
                          seed=0,
@@ -113,7 +113,7 @@ def make_toy_imagefolder(out_dir,
 
     Args:
         out_dir (str): Root folder, e.g. ``data/toy_shapes``.
-        num_train (int): Training images per class. Defaults to 200.
+        num_train (int): Training images per class. Defaults to 500.
         num_val (int): Validation images per class. Defaults to 50.
         size (int): Image side. Defaults to 32.
         seed (int): Seed of the whole dataset. Defaults to 0.
