@@ -1,0 +1,310 @@
+"""Visualize GLMix's semantic slots: the soft-clustering weights of chosen
+blocks, pseudo-coloured, with 4 representative slots picked by k-medoids.
+
+Works with any config whose ``model.backbone`` is a GLNet: a classifier, a
+detector or a segmentor, with its checkpoint (an OpenMMLab checkpoint of the
+whole model or an official GLNet file). The PNG has one row per block: the
+input image, a mosaic of every slot's weight map with the representative
+slots framed in their colours, and the representative slots overlaid on the
+image (jet colour map, red = high weight).
+
+Blocks are numbered 1, 2, ... over the whole network, as in the paper (its
+figure shows the 2nd, 5th and 10th block of GLNet-STL, the default whenever
+they are GLMix blocks; otherwise every GLMix block is shown).
+
+Example:
+    python tools/visualize_slots.py \\
+        configs/classification/glnet-stl_3rdparty_in1k.py demo.jpg \\
+        --checkpoint checkpoints/glnet-stl_3rdparty_in1k.pth \\
+        --blocks 2 5 10 --out slots.png
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+
+import cv2
+import mmcv
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.visualization import Visualizer
+
+from glnet_mm import GLNet, load_pretrained
+
+PAPER_BLOCKS = (2, 5, 10)
+# Frame colours (RGB) of the representative slots.
+COLOURS = ((255, 255, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255),
+           (255, 128, 0), (128, 128, 255))
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def kmedoids(dist, k, max_iter=100):
+    """k-medoids (PAM's greedy BUILD start, then alternating updates).
+
+    Args:
+        dist (np.ndarray): ``(N, N)`` symmetric distances.
+        k (int): Number of medoids, ``1 <= k <= N``.
+        max_iter (int): Most update rounds. Defaults to 100.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: Medoid indices ``(k, )`` (in order of
+        cluster size, largest first) and each point's cluster ``(N, )``
+        (index into the medoids).
+    """
+    dist = np.asarray(dist, dtype=np.float64)
+    n = len(dist)
+    if dist.shape != (n, n):
+        raise ValueError(f'dist must be square, got {dist.shape}')
+    if not 1 <= k <= n:
+        raise ValueError(f'k must be in [1, {n}], got {k}')
+    medoids = [int(dist.sum(1).argmin())]
+    for _ in range(1, k):  # BUILD: add the point that lowers the cost most
+        nearest = dist[:, medoids].min(1)
+        gain = np.maximum(nearest[None] - dist, 0).sum(1)
+        gain[medoids] = -1
+        medoids.append(int(gain.argmax()))
+    medoids = np.array(medoids)
+    for _ in range(max_iter):
+        labels = dist[:, medoids].argmin(1)
+        new = medoids.copy()
+        for c in range(k):
+            members = np.flatnonzero(labels == c)
+            new[c] = members[dist[np.ix_(members, members)].sum(1).argmin()]
+        if np.array_equal(new, medoids):
+            break
+        medoids = new
+    labels = dist[:, medoids].argmin(1)
+    order = np.argsort(-np.bincount(labels, minlength=k), kind='stable')
+    return medoids[order], np.argsort(order)[labels]
+
+
+def slot_distances(maps):
+    """``1 - cosine similarity`` between flattened slot maps ``(S, H, W)``."""
+    flat = F.normalize(maps.flatten(1).double(), dim=1)
+    return (1 - flat @ flat.T).clamp(min=0).numpy()
+
+
+def build_backbone(config, checkpoint=None):
+    """The GLNet backbone of ``config``, with ``checkpoint`` loaded.
+
+    Returns:
+        tuple[GLNet, dict]: The backbone (eval mode) and the config's data
+        preprocessor settings (may be empty).
+    """
+    cfg = Config.fromfile(config)
+    model = cfg.get('model') or {}
+    backbone = dict(model.get('backbone') or {})
+    if not str(backbone.get('type', '')).endswith('GLNet'):
+        raise ValueError(f'{config}: model.backbone is not a GLNet '
+                         f'(type={backbone.get("type")!r})')
+    backbone.pop('type')
+    backbone.pop('init_cfg', None)  # weights come from --checkpoint
+    net = GLNet(**backbone)
+    if checkpoint:
+        load_pretrained(net, checkpoint)
+    else:
+        warnings.warn('no --checkpoint: visualizing a randomly initialised '
+                      'GLNet')
+    preprocess = model.get('data_preprocessor') or cfg.get(
+        'data_preprocessor') or {}
+    return net.eval(), dict(preprocess)
+
+
+def load_image(path, short_side, preprocess):
+    """Read ``path``, resize its short side, normalise as the config does.
+
+    Returns:
+        tuple[np.ndarray, torch.Tensor]: The resized RGB image and the
+        ``(1, 3, H, W)`` network input.
+    """
+    image = mmcv.imread(path, channel_order='rgb')  # raises if unreadable
+    h, w = image.shape[:2]
+    scale = short_side / min(h, w)
+    image = mmcv.imresize(image, (round(w * scale), round(h * scale)),
+                          interpolation='bicubic')
+    rgb = preprocess.get('to_rgb', preprocess.get('bgr_to_rgb', True))
+    pixels = image if rgb else image[..., ::-1]
+    mean = np.array(preprocess.get('mean', IMAGENET_MEAN), np.float32)
+    std = np.array(preprocess.get('std', IMAGENET_STD), np.float32)
+    x = torch.from_numpy((pixels - mean) / std).permute(2, 0, 1)[None]
+    return image, x.float().contiguous()
+
+
+def slot_blocks(net):
+    """``{block number (1-based, over all blocks): block}`` of the blocks
+    with soft/hard clustering, and the total number of blocks."""
+    blocks = [b for stage in net.stages for b in stage.blocks]
+    found = {i + 1: b for i, b in enumerate(blocks)
+             if hasattr(b, 'cluster_weights')}
+    return found, len(blocks)
+
+
+@torch.no_grad()
+def capture_assignments(net, x, blocks):
+    """Run ``net`` on ``x`` and return each block's clustering weights.
+
+    Forward hooks on the parameter-free ``cluster_weights`` submodule read the
+    weights; the model itself is unchanged and the hooks are removed after.
+
+    Returns:
+        dict[int, torch.Tensor]: ``(S, h, w)`` weight maps per block number.
+    """
+    found, total = slot_blocks(net)
+    for b in blocks:
+        if b not in found:
+            raise ValueError(
+                f'block {b} has no slot clustering; this model has {total} '
+                f'blocks and clustering in blocks {sorted(found)}')
+    sizes, weights, handles = {}, {}, []
+    for b in blocks:
+        block = found[b]
+        handles.append(block.register_forward_pre_hook(
+            lambda m, args, b=b: sizes.__setitem__(b, args[0].shape[-2:])))
+        handles.append(block.cluster_weights.register_forward_hook(
+            lambda m, args, out, b=b: weights.__setitem__(b, out[0])))
+    try:
+        net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {b: weights[b].reshape(-1, *sizes[b]).float() for b in blocks}
+
+
+def _overlay(maps, image, alpha=0.5):
+    """Jet pseudo-colour of one map ``(h, w)`` over ``image`` (RGB)."""
+    up = F.interpolate(maps[None, None], image.shape[:2], mode='bilinear',
+                       align_corners=False)[0]
+    return Visualizer.draw_featmap(up, image, channel_reduction=None, topk=0,
+                                   alpha=alpha)
+
+
+def _frame(tile, colour, width=3):
+    tile = tile.copy()
+    tile[:width], tile[-width:] = colour, colour
+    tile[:, :width], tile[:, -width:] = colour, colour
+    return tile
+
+
+def _label(tile, text):
+    tile = tile.copy()
+    cv2.putText(tile, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(tile, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def _mosaic(maps, medoids, size):
+    """Every slot's map, small, in a square grid; medoids framed."""
+    n = maps.shape[0]
+    cols = int(np.ceil(np.sqrt(n)))
+    tile = max(size[0] // cols, 4)
+    small = F.interpolate(maps[:, None], (tile, tile), mode='area')[:, 0]
+    low = small.flatten(1).amin(1)[:, None, None]
+    high = small.flatten(1).amax(1)[:, None, None]
+    small = (small - low) / (high - low).clamp(min=1e-12)  # as the overlays
+    jet = cv2.applyColorMap((small.numpy() * 255).astype(np.uint8).reshape(
+        -1, tile), cv2.COLORMAP_JET)[..., ::-1].reshape(n, tile, tile, 3)
+    canvas = np.zeros((size[0], size[1], 3), np.uint8)
+    for s in range(n):
+        r, c = divmod(s, cols)
+        cell = jet[s]
+        if s in medoids:
+            cell = _frame(cell, COLOURS[list(medoids).index(s) % len(COLOURS)],
+                          width=max(tile // 8, 1))
+        canvas[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = cell
+    return canvas
+
+
+def render_row(image, maps, medoids, block):
+    """One block's row: image, slot mosaic, representative slots."""
+    h, w = image.shape[:2]
+    tiles = [_label(image, f'block {block}'),
+             _label(_mosaic(maps, medoids, (h, w)), f'{len(maps)} slots')]
+    for i, s in enumerate(medoids):
+        tile = _overlay(maps[s], image)
+        tiles.append(_frame(_label(tile, f'slot {s}'),
+                            COLOURS[i % len(COLOURS)]))
+    return np.concatenate(tiles, axis=1)
+
+
+def visualize(config, image, out, checkpoint=None, blocks=None,
+              num_medoids=4, short_side=224):
+    """Write the slot figure of ``image`` for the GLNet of ``config``.
+
+    Args:
+        config (str): OpenMMLab config with a GLNet ``model.backbone``.
+        image (str): Input image file.
+        out (str): Output PNG; an existing file is not overwritten.
+        checkpoint (str, optional): Weights (whole model or backbone).
+        blocks (list[int], optional): Block numbers (1-based). Defaults to
+            the paper's 2, 5, 10 when they have slots, else all such blocks.
+        num_medoids (int): Representative slots per block. Defaults to 4.
+        short_side (int): Resize the image's short side to this. Defaults to
+            224.
+
+    Returns:
+        dict[int, dict]: Per block: ``medoids`` (slot indices), ``labels``
+        (each slot's group) and ``maps`` (``(S, h, w)`` weights).
+    """
+    if osp.exists(out):
+        raise FileExistsError(f'{out} exists; refusing to overwrite it')
+    if not out.lower().endswith('.png'):
+        raise ValueError(f'--out must be a .png file, got {out}')
+    net, preprocess = build_backbone(config, checkpoint)
+    if blocks is None:
+        found = slot_blocks(net)[0]
+        blocks = [b for b in PAPER_BLOCKS if b in found] if all(
+            b in found for b in PAPER_BLOCKS) else sorted(found)
+        if not blocks:
+            raise ValueError(f'{config}: the GLNet has no block with slots')
+    picture, x = load_image(image, short_side, preprocess)
+    assignments = capture_assignments(net, x, list(blocks))
+    results, rows = {}, []
+    for b in blocks:
+        maps = assignments[b]
+        k = min(num_medoids, len(maps))
+        medoids, labels = kmedoids(slot_distances(maps), k)
+        results[b] = dict(medoids=medoids.tolist(), labels=labels,
+                          maps=maps)
+        rows.append(render_row(picture, maps, medoids, b))
+    width = max(r.shape[1] for r in rows)
+    grid = np.concatenate(
+        [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    if not mmcv.imwrite(grid[..., ::-1], out):  # RGB -> BGR
+        raise OSError(f'could not write {out}')
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='config with a GLNet backbone')
+    parser.add_argument('image', help='input image')
+    parser.add_argument('--checkpoint', help='model or official checkpoint')
+    parser.add_argument('--blocks', type=int, nargs='+',
+                        help='block numbers, 1-based (default: 2 5 10 as in '
+                        'the paper, or every GLMix block)')
+    parser.add_argument('--num-medoids', type=int, default=4)
+    parser.add_argument('--short-side', type=int, default=224)
+    parser.add_argument('--out', default='slots.png', help='output PNG')
+    args = parser.parse_args(argv)
+    if args.num_medoids < 1:
+        parser.error('--num-medoids must be >= 1')
+    try:
+        results = visualize(args.config, args.image, args.out,
+                            args.checkpoint, args.blocks, args.num_medoids,
+                            args.short_side)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        sys.exit(f'error: {err}')
+    for b, r in results.items():
+        print(f'block {b}: representative slots {r["medoids"]}')
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
