@@ -53,7 +53,8 @@ def tool(name):
 
 
 def test_every_config_is_found():
-    assert len(ALL_CONFIGS) == 5 + 5 + 1 + 14  # train, 3rdparty, toy, ablations
+    # training, 3rdparty evaluation, toy, ablations
+    assert len(ALL_CONFIGS) == 5 + 5 + 1 + 14
     for config in ALL_CONFIGS:
         cfg = load(config)
         assert cfg.custom_imports['imports'] == ['glnet_mm']
@@ -151,8 +152,8 @@ def test_classifier_forward_and_loss():
     losses = model(**data, mode='loss')
     losses['loss'].backward()
     assert torch.isfinite(losses['loss'])
-    assert model.backbone.stages[0].blocks[0].relation_mha.in_proj_weight.grad \
-        is not None
+    mha = model.backbone.stages[0].blocks[0].relation_mha
+    assert mha.in_proj_weight.grad is not None
     model.eval()
     with torch.no_grad():
         preds = model(**model.data_preprocessor(batch), mode='predict')

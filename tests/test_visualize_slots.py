@@ -64,6 +64,13 @@ def test_kmedoids_finds_the_groups(vis):
         vis.kmedoids(dist[:3], 2)
 
 
+def test_default_blocks_follow_the_paper(vis):
+    assert vis.default_blocks(GLNet('stl')) == [2, 5, 10]
+    assert vis.default_blocks(GLNet('4g')) == [2, 5]  # block 10: token MHSA
+    assert vis.default_blocks(GLNet('toy')) == [1, 2, 3, 4]
+    assert vis.default_blocks(GLNet(dict(base='toy', branches='local'))) == []
+
+
 def test_capture_is_free_and_leaves_no_hooks(vis):
     net = GLNet('toy').eval()
     block = net.stages[0].blocks[0]

@@ -8,9 +8,10 @@ input image, a mosaic of every slot's weight map with the representative
 slots framed in their colours, and the representative slots overlaid on the
 image (jet colour map, red = high weight).
 
-Blocks are numbered 1, 2, ... over the whole network, as in the paper (its
-figure shows the 2nd, 5th and 10th block of GLNet-STL, the default whenever
-they are GLMix blocks; otherwise every GLMix block is shown).
+Blocks are numbered 1, 2, ... over the whole network, as in the paper. By
+default the figure shows those of the paper's 2nd, 5th and 10th block that
+are GLMix blocks (all three in GLNet-STL), or every GLMix block of a model
+with fewer of them.
 
 Example:
     python tools/visualize_slots.py \\
@@ -143,6 +144,14 @@ def slot_blocks(net):
     return found, len(blocks)
 
 
+def default_blocks(net):
+    """Those of the paper's blocks 2, 5, 10 that have slots, or every block
+    with slots when fewer than two of them do (small models)."""
+    found = slot_blocks(net)[0]
+    blocks = [b for b in PAPER_BLOCKS if b in found]
+    return blocks if len(blocks) >= 2 else sorted(found)
+
+
 @torch.no_grad()
 def capture_assignments(net, x, blocks):
     """Run ``net`` on ``x`` and return each block's clustering weights.
@@ -242,7 +251,8 @@ def visualize(config, image, out, checkpoint=None, blocks=None,
         out (str): Output PNG; an existing file is not overwritten.
         checkpoint (str, optional): Weights (whole model or backbone).
         blocks (list[int], optional): Block numbers (1-based). Defaults to
-            the paper's 2, 5, 10 when they have slots, else all such blocks.
+            those of the paper's 2, 5, 10 that have slots, or all blocks with
+            slots when fewer than two of them do.
         num_medoids (int): Representative slots per block. Defaults to 4.
         short_side (int): Resize the image's short side to this. Defaults to
             224.
@@ -257,9 +267,7 @@ def visualize(config, image, out, checkpoint=None, blocks=None,
         raise ValueError(f'--out must be a .png file, got {out}')
     net, preprocess = build_backbone(config, checkpoint)
     if blocks is None:
-        found = slot_blocks(net)[0]
-        blocks = [b for b in PAPER_BLOCKS if b in found] if all(
-            b in found for b in PAPER_BLOCKS) else sorted(found)
+        blocks = default_blocks(net)
         if not blocks:
             raise ValueError(f'{config}: the GLNet has no block with slots')
     picture, x = load_image(image, short_side, preprocess)
@@ -287,8 +295,8 @@ def main(argv=None):
     parser.add_argument('image', help='input image')
     parser.add_argument('--checkpoint', help='model or official checkpoint')
     parser.add_argument('--blocks', type=int, nargs='+',
-                        help='block numbers, 1-based (default: 2 5 10 as in '
-                        'the paper, or every GLMix block)')
+                        help='block numbers, 1-based (default: those of 2 5 '
+                        '10, as in the paper, that are GLMix blocks)')
     parser.add_argument('--num-medoids', type=int, default=4)
     parser.add_argument('--short-side', type=int, default=224)
     parser.add_argument('--out', default='slots.png', help='output PNG')

@@ -175,7 +175,7 @@ class GLMixBlock(_Block):
                                                   batch_first=True)
         self.feature_conv = local_convs(dim, local_dw_ks)
         # Parameter-free hook point: the clustering weights (B, S, H*W) flow
-        # through it, so forward hooks can read them (tools/visualize_slots.py).
+        # through it, so forward hooks can read them (visualize_slots.py).
         self.cluster_weights = nn.Identity()
 
     def initial_slots(self, x):

@@ -122,7 +122,8 @@ def resolve_arch(arch) -> dict:
                          f'{slots}')
     if spec['slot_init'] == 'hashing' and slots & (slots - 1):
         raise ValueError(f"GLNet arch slot_init='hashing' uses log2(S) hash "
-                         f'bits: num_slots must be a power of two, got {slots}')
+                         f'bits: num_slots must be a power of two, got '
+                         f'{slots}')
     if spec['slot_init'] == 'param' and spec['clustering'] == 'kmeans':
         raise ValueError("GLNet arch slot_init='param' cannot be learned with "
                          "clustering='kmeans' (hard assignments pass no "
