@@ -1,14 +1,15 @@
 """Benchmark whole segmentors: GLNet vs Swin-T, UPerNet on ADE20K settings.
 
-For each model, in a fresh process (so that peak memories do not mix):
-
-* peak memory of a training step (forward, backward, AdamW update) on
-  ``--train-batch`` 512x512 crops: ``torch.cuda.max_memory_allocated`` on a
-  GPU, the growth of the peak resident memory (VmHWM) over the process before
-  the model was built on a CPU;
-* inference FPS (images/s, batch 1, median over ``--iters`` runs) at 512x512
-  in ``whole`` mode and on a 2048x512 image in ``slide`` mode (512x512
-  windows, stride 341: the ADE20K test size of mmseg's Swin configs).
+* Peak memory of training steps (forward, backward, AdamW update) on
+  ``--train-batch`` 512x512 crops, each model in a fresh process:
+  ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the growth of the
+  peak resident memory (VmHWM) over the process before the model was built.
+  (The step time is in the JSON output only: one isolated step on a shared
+  machine is too noisy to compare.)
+* Inference FPS (images/s, batch 1, median over ``--iters`` rounds in which
+  the models take turns) at 512x512 in ``whole`` mode and on a 2048x512
+  image in ``slide`` mode (512x512 windows, stride 341; 2048x512 is the
+  ADE20K test size of mmseg's configs).
 
 Ratios are against the baseline (``--baseline``, default Swin-T) measured in
 the same run. Weights are random (no checkpoint needed).
@@ -17,7 +18,9 @@ Examples::
 
     python tools/benchmark_segmentation.py                # CPU, all threads
     python tools/benchmark_segmentation.py --device cuda --iters 20
-    python tools/benchmark_segmentation.py --models glnet-4g=configs/segmentation/upernet_glnet-4g_8xb2-160k_ade20k-512x512.py swin-t
+    python tools/benchmark_segmentation.py --models \
+        glnet-16g=configs/segmentation/upernet_glnet-16g_8xb2-160k_ade20k-512x512.py \
+        swin-t
 """
 import argparse
 import json
@@ -30,7 +33,8 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG = osp.join(REPO, 'configs', 'segmentation')
 PRESETS = {
-    'glnet-stl': osp.join(SEG, 'upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'),
+    'glnet-stl': osp.join(SEG,
+                          'upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'),
     'glnet-4g': osp.join(SEG, 'upernet_glnet-4g_8xb2-160k_ade20k-512x512.py'),
     'swin-t': 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_'
               '8xb2-160k_ade20k-512x512.py',
@@ -47,7 +51,7 @@ def vm_kib(field):
 
 
 def build_segmentor(config):
-    """The segmentor of an mmseg config, randomly initialised, on one
+    """The segmentor of an mmseg config with random weights, on one
     process (SyncBN reverted to BN as mmengine's runner does)."""
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
@@ -55,16 +59,18 @@ def build_segmentor(config):
     from mmseg.registry import MODELS
 
     import glnet_mm  # noqa: F401  (registers GLNet)
-    cfg = Config.fromfile(config)
+    if '::' in config:  # an upstream config, e.g. mmseg::swin/...
+        from mmengine.hub import get_config
+        cfg = get_config(config)
+    else:
+        cfg = Config.fromfile(config)
     init_default_scope('mmseg')
     cfg.model.pretrained = None
     cfg.model.backbone.init_cfg = None
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    model.init_weights()
-    return model
+    return revert_sync_batchnorm(MODELS.build(cfg.model))
 
 
-def batch(num, height, width, device, with_gt=False):
+def batch(num, height, width, device, num_classes=None):
     import torch
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
@@ -74,78 +80,104 @@ def batch(num, height, width, device, with_gt=False):
         sample.set_metainfo(dict(img_shape=(height, width),
                                  ori_shape=(height, width),
                                  pad_shape=(height, width)))
-        if with_gt:
+        if num_classes:  # random ground truth for a training step
             sample.gt_sem_seg = PixelData(
-                data=torch.randint(0, 150, (1, height, width)))
+                data=torch.randint(0, num_classes, (1, height, width)))
         samples.append(sample)
     inputs = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8,
                             device=device) for _ in range(num)]
     return dict(inputs=inputs, data_samples=samples)
 
 
-def measure(config, args):
-    """Everything measured for one model; runs in its own process."""
+def _sync(device):
+    import torch
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def measure_training(config, args):
+    """Parameters, time and peak memory of a training step of one model.
+
+    Runs in a fresh process (see :func:`run_isolated`), so that the peak
+    memory is this model's alone.
+    """
     import torch
     from mmengine.optim import OptimWrapper
     if args.threads:
         torch.set_num_threads(args.threads)
-    cuda = args.device == 'cuda'
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     rss_before = vm_kib('VmRSS')
     model = build_segmentor(config).to(args.device)
-    params = sum(p.numel() for p in model.parameters())
-    backbone_params = sum(p.numel() for p in model.backbone.parameters())
-
-    # training step: forward, backward, update
     model.train()
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-4))
-    data = batch(args.train_batch, 512, 512, args.device, with_gt=True)
-    if cuda:
+    data = batch(args.train_batch, 512, 512, args.device,
+                 num_classes=model.decode_head.num_classes)
+    if args.device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
-    train_times = []
-    for _ in range(2):
-        sync()
+    times = []
+    for _ in range(2):  # the first step also allocates AdamW's state
+        _sync(args.device)
         start = time.perf_counter()
         model.train_step(data, optim)
-        sync()
-        train_times.append(time.perf_counter() - start)
-    if cuda:
-        train_mem = torch.cuda.max_memory_allocated() / 2**30
+        _sync(args.device)
+        times.append(time.perf_counter() - start)
+    if args.device == 'cuda':
+        memory = torch.cuda.max_memory_allocated() / 2**30
     else:
-        train_mem = (vm_kib('VmHWM') - rss_before) / 2**20
+        memory = (vm_kib('VmHWM') - rss_before) / 2**20
+    return dict(
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        backbone_params_m=sum(
+            p.numel() for p in model.backbone.parameters()) / 1e6,
+        train_step_s=times[-1],
+        train_mem_gib=memory)
 
-    # inference, batch 1
-    model.eval()
-    fps = {}
+
+def measure_inference(models, args):
+    """Inference FPS (batch 1) of every model at both test sizes.
+
+    The models take turns within every round, so that a change of the load
+    of a shared machine hits them all alike.
+
+    Returns:
+        dict: ``{name: {'fps_512': ..., 'fps_2048_slide': ...}}``.
+    """
+    import torch
+    from mmengine.config import ConfigDict
+    built = {
+        name: build_segmentor(config).to(args.device).eval()
+        for name, config in models.items()
+    }
+    results = {name: {} for name in models}
     for key, (height, width), test_cfg in (
-            ('512x512', (512, 512), dict(mode='whole')),
-            ('2048x512_slide', (512, 2048),
+            ('fps_512', (512, 512), dict(mode='whole')),
+            ('fps_2048_slide', (512, 2048),
              dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))):
-        model.test_cfg = test_cfg
         data = batch(1, height, width, args.device)
-        times = []
-        with torch.no_grad():
-            for i in range(args.warmup + args.iters):
-                sync()
-                start = time.perf_counter()
-                model.test_step(data)
-                sync()
+        times = {name: [] for name in models}
+        for i in range(args.warmup + args.iters):
+            for name, model in built.items():
+                model.test_cfg = ConfigDict(test_cfg)
+                with torch.no_grad():
+                    _sync(args.device)
+                    start = time.perf_counter()
+                    model.test_step(data)
+                    _sync(args.device)
                 if i >= args.warmup:
-                    times.append(time.perf_counter() - start)
-        fps[key] = 1 / statistics.median(times)
-    return dict(params_m=params / 1e6, backbone_params_m=backbone_params / 1e6,
-                fps_512=fps['512x512'], fps_2048_slide=fps['2048x512_slide'],
-                train_step_s=train_times[-1], train_mem_gib=train_mem)
+                    times[name].append(time.perf_counter() - start)
+        for name in models:
+            results[name][key] = 1 / statistics.median(times[name])
+    return results
 
 
 def _worker(config, args, queue):
     try:
-        queue.put(('ok', measure(config, args)))
+        queue.put(('ok', measure_training(config, args)))
     except Exception as err:  # reported by the parent
         queue.put(('error', f'{type(err).__name__}: {err}'))
 
 
 def run_isolated(config, args):
+    """:func:`measure_training` in a fresh process."""
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
     proc = ctx.Process(target=_worker, args=(config, args, queue))
@@ -153,38 +185,39 @@ def run_isolated(config, args):
     status, result = queue.get()
     proc.join()
     if status != 'ok':
-        raise RuntimeError(f'benchmark of {config} failed: {result}')
+        raise RuntimeError(f'training step of {config} failed: {result}')
     return result
 
 
 def machine(device):
+    """The device in words, e.g. ``'AMD EPYC CPU, 2 threads'``."""
     import torch
     if device == 'cuda':
         return torch.cuda.get_device_name()
-    threads = torch.get_num_threads()
-    return f'{platform.processor() or platform.machine()} CPU, ' \
-           f'{threads} threads'
+    name = platform.processor() or platform.machine()
+    if osp.exists('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            models = [line.split(':', 1)[1].strip() for line in f
+                      if line.startswith('model name')]
+        name = models[0] if models else name
+    return f'{name} CPU, {torch.get_num_threads()} threads'
 
 
 def table(results, baseline, mem_label):
+    """A Markdown table, each figure with its ratio to the baseline's."""
     base = results[baseline]
-    lines = [
-        '| model | params (M) | FPS 512x512 | FPS 2048x512 slide | '
-        f'train step (s) | {mem_label} |',
-        '|---|---|---|---|---|---|',
-    ]
-
-    def cell(value, ref, fmt):
-        ratio = '' if value is ref else f' ({value / ref:.2f}x)'
-        return f'{value:{fmt}}{ratio}'
-
+    columns = (('fps_512', 'FPS 512x512', '.2f'),
+               ('fps_2048_slide', 'FPS 2048x512 slide', '.3f'),
+               ('train_mem_gib', mem_label, '.2f'))
+    lines = ['| model | params (M) | ' +
+             ' | '.join(title for _, title, _ in columns) + ' |',
+             '|---' * (len(columns) + 2) + '|']
     for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['params_m']:.1f} "
-            f"| {cell(r['fps_512'], base['fps_512'], '.2f')} "
-            f"| {cell(r['fps_2048_slide'], base['fps_2048_slide'], '.3f')} "
-            f"| {cell(r['train_step_s'], base['train_step_s'], '.2f')} "
-            f"| {cell(r['train_mem_gib'], base['train_mem_gib'], '.2f')} |")
+        cells = [f'{r[key]:{fmt}}' + ('' if name == baseline else
+                                       f' ({r[key] / base[key]:.2f}x)')
+                 for key, _, fmt in columns]
+        lines.append(f"| {name} | {r['params_m']:.1f} | " +
+                     ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
@@ -221,6 +254,10 @@ def parse_args(argv=None):
         parser.error(f'baseline {args.baseline!r} is not among --models')
     if args.iters < 1:
         parser.error('--iters must be >= 1')
+    if args.train_batch < 2:
+        parser.error('--train-batch must be >= 2: the BatchNorm after the '
+                     "decode head's global pooling needs two values per "
+                     'channel')
     args.models = models
     return args
 
@@ -235,7 +272,11 @@ def main(argv=None):
     results = {}
     for name, config in args.models.items():
         results[name] = run_isolated(config, args)
-        print(f'{name}: {json.dumps(results[name])}', flush=True)
+        print(f'{name} training step: {json.dumps(results[name])}',
+              flush=True)
+    for name, fps in measure_inference(args.models, args).items():
+        results[name].update(fps)
+        print(f'{name} inference: {json.dumps(fps)}', flush=True)
     mem_label = ('peak train memory (GiB, max allocated)' if args.device
                  == 'cuda' else 'peak train memory (GiB, RSS growth)')
     print(f'\nUPerNet segmentors, {machine(args.device)}; training step: '

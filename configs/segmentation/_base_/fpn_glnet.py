@@ -3,9 +3,11 @@
 # weight decay 1e-4, poly decay with power 0.9) with AMP. The per-size configs
 # set the arch, the drop-path rate, the checkpoint and the neck input channels.
 _base_ = [
-    'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py',
-    './glnet.py'
+    'mmseg::_base_/models/fpn_r50.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py',
+    './glnet.py',
 ]
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
