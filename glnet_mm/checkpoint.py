@@ -24,6 +24,7 @@ SAFE_GLOBALS = (
     'builtins.dict', 'builtins.list', 'builtins.set', 'builtins.tuple',
     'builtins.int', 'builtins.float', 'builtins.str', 'builtins.bool',
     'builtins.slice', 'builtins.frozenset', 'builtins.complex',
+    'builtins.bytes', 'builtins.bytearray', '_codecs.encode',
     'collections.defaultdict', 'collections.OrderedDict',
     'typing.Any',
     'numpy.dtype', 'numpy.ndarray',
@@ -31,7 +32,6 @@ SAFE_GLOBALS = (
     'numpy._core.multiarray.scalar', 'numpy._core.multiarray._reconstruct',
     'mmengine.logging.history_buffer.HistoryBuffer',
 )
-_SAFE_PATTERNS = (r'numpy\.dtypes\.\w+DType', )
 # Namespaces whose objects are restored as inert stand-ins.
 OPAQUE_NAMESPACES = ('omegaconf', )
 
@@ -78,6 +78,32 @@ def _import(name):
         return None
 
 
+def _numpy_dtype_classes():
+    """numpy 2 rebuilds ``numpy.dtype(...)`` as instances of per-type classes
+    (``Float64DType``...) that the pickle never names; allow them all."""
+    try:
+        import numpy.dtypes
+    except ImportError:
+        return []
+    return [obj for name, obj in vars(numpy.dtypes).items()
+            if name.endswith('DType') and isinstance(obj, type)]
+
+
+def _restricted_getattr(allowed):
+    """A ``getattr`` for unpickling: mmengine's ``HistoryBuffer`` pickles its
+    statistics methods as ``getattr(HistoryBuffer, 'mean')``. Only public
+    attributes of allow-listed classes resolve; anything else is refused."""
+
+    def getattr_(obj, name):
+        if not (isinstance(obj, type) and obj in allowed
+                and isinstance(name, str) and not name.startswith('_')):
+            raise pickle.UnpicklingError(
+                f'refused getattr({obj!r}, {name!r}) in a checkpoint')
+        return getattr(obj, name)
+
+    return getattr_
+
+
 def safe_load(path, map_location='cpu'):
     """``torch.load`` with ``weights_only=True`` and the allow-list above.
 
@@ -111,15 +137,19 @@ def safe_load(path, map_location='cpu'):
     allowed, refused = [], []
     for name in names:
         obj = None
-        if name in SAFE_GLOBALS or any(
-                re.fullmatch(p, name) for p in _SAFE_PATTERNS):
+        if name in SAFE_GLOBALS:
             obj = _import(name)
         elif name.split('.')[0] in OPAQUE_NAMESPACES:
             obj = _opaque_class(name)
-        if obj is None:
+        if obj is None and name != 'builtins.getattr':
             refused.append(name)
-        else:
+        elif obj is not None:
             allowed.append((obj, name))
+    if 'builtins.getattr' in names:
+        classes = {obj for obj, _ in allowed if isinstance(obj, type)}
+        allowed.append((_restricted_getattr(classes), 'builtins.getattr'))
+    if 'numpy.dtype' in names:
+        allowed += _numpy_dtype_classes()
     if refused:
         raise CheckpointError(
             f'{path} needs globals that are not on the safe-load allow-list '

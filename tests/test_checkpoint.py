@@ -157,3 +157,40 @@ def test_openmmlab_checkpoint_with_backbone_prefix(tmp_path, golden_stl):
     assert not missing and not unexpected
     for a, b in zip(src.state_dict().values(), dst.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_mmengine_runner_checkpoint_loads(tmp_path):
+    """What an mmengine runner saves (message hub with HistoryBuffers, numpy
+    scalars and arrays) loads through mmengine's own loader, safely."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer, MessageHub
+    from mmengine.runner.checkpoint import CheckpointLoader
+    hub = MessageHub.get_instance('glnet_mm_test')
+    for value in (1.0, np.float64(2.0)):
+        hub.update_scalar('train/loss', value)
+    hub.update_info('shape', np.arange(3))
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(dict(meta=dict(seed=np.int64(3), epoch=1),
+                    message_hub=hub.state_dict(),
+                    state_dict={'w': torch.ones(2)}), path)
+    ckpt = CheckpointLoader.load_checkpoint(str(path))
+    loss = ckpt['message_hub']['log_scalars']['train/loss']
+    assert isinstance(loss, HistoryBuffer) and loss.mean() == 1.5
+    assert ckpt['meta']['seed'] == 3
+    assert list(ckpt['message_hub']['runtime_info']['shape']) == [0, 1, 2]
+
+
+def test_getattr_is_restricted(tmp_path):
+    from mmengine.logging import HistoryBuffer
+
+    class Sneaky:
+
+        def __reduce__(self):
+            return (getattr, (HistoryBuffer, '__init__'))
+
+    path = tmp_path / 'sneaky.pth'
+    buffer = HistoryBuffer()
+    buffer.update(1.0)
+    torch.save({'meta': buffer, 'x': Sneaky()}, path)
+    with pytest.raises(Exception, match='refused getattr'):
+        safe_load(path)

@@ -50,7 +50,8 @@ else
     PIP install --no-deps "$WHEEL_DIR"/mmcv-*.whl
 
     say "3/4 mmengine, mmdet, mmsegmentation, mmpretrain, openmim"
-    PIP install "$WHEEL_DIR"/mmcv-*.whl -r requirements/runtime.txt
+    # build.txt doubles as constraints: torch and numpy stay at their pins.
+    PIP install "$WHEEL_DIR"/mmcv-*.whl -r requirements/runtime.txt -c requirements/build.txt
     PIP install --no-deps openmim==0.3.9
     echo "$STAMP_VALUE" > "$STAMP"
     say "stack ready in $((SECONDS - t0)) s"
