@@ -119,19 +119,30 @@ def toy_cfg(toy_root, work_dir, max_iters):
     return cfg
 
 
-def test_toy_training_learns_and_resumes(toy_root, tmp_path):
-    runner = Runner.from_cfg(toy_cfg(toy_root, tmp_path, 30))
+@pytest.fixture(scope='module')
+def trained(toy_root, tmp_path_factory):
+    """30 iterations of the toy config through mmengine's runner."""
+    work_dir = tmp_path_factory.mktemp('toy_run')
+    runner = Runner.from_cfg(toy_cfg(toy_root, work_dir, 30))
     runner.train()
+    return runner, work_dir
+
+
+def test_toy_training_learns(trained):
+    runner, work_dir = trained
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 30
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
-    metrics = runner.test()
+    metrics = runner.test()  # IoUMetric on the validation split
     assert set(metrics) == {'aAcc', 'mIoU', 'mAcc'}
     assert 0 < metrics['mIoU'] <= 100
-    assert osp.exists(tmp_path / 'iter_30.pth')
+    assert (work_dir / 'iter_30.pth').exists()
 
-    # --resume: continues from iter_30 with its optimizer state
-    cfg = toy_cfg(toy_root, tmp_path, 33)
+
+def test_toy_training_resumes(toy_root, trained):
+    """``--resume``: continues from iter_30 with its optimizer state."""
+    _, work_dir = trained
+    cfg = toy_cfg(toy_root, work_dir, 33)
     cfg.resume = True
     resumed = Runner.from_cfg(cfg)
     resumed.train()
@@ -141,9 +152,10 @@ def test_toy_training_learns_and_resumes(toy_root, tmp_path):
     assert steps == {33}
 
 
-def test_mim_train_and_test(toy_root, tmp_path):
-    """The README commands: `mim train mmseg` then `mim test mmseg` with
-    coloured prediction overlays."""
+@pytest.fixture(scope='module')
+def mim_run(toy_root, tmp_path_factory):
+    """`mim train mmseg` of the toy config for 2 iterations."""
+    tmp = tmp_path_factory.mktemp('mim')
     options = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
                'train_dataloader.batch_size=2',
                'default_hooks.checkpoint.interval=2',
@@ -152,19 +164,33 @@ def test_mim_train_and_test(toy_root, tmp_path):
         options += [f'{loader}.dataset.data_root={toy_root}',
                     f'{loader}.num_workers=0',
                     f'{loader}.persistent_workers=False']
-    work_dir = tmp_path / 'work'
-    env = dict(os.environ, PYTHONPATH=REPO)
-    out = subprocess.run(
-        [MIM, 'train', 'mmseg', TOY_CONFIG, '--work-dir', str(work_dir),
-         '--cfg-options', *options], capture_output=True, text=True, env=env)
+    work_dir = tmp / 'work'
+    out = mim('train', TOY_CONFIG, '--work-dir', str(work_dir),
+              '--cfg-options', *options)
+    return out, tmp, options
+
+
+def mim(command, *args):
+    return subprocess.run([MIM, command, 'mmseg', *args], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=REPO))
+
+
+def test_mim_train(mim_run):
+    """The README command `mim train mmseg <toy config>`."""
+    out, tmp, _ = mim_run
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert (work_dir / 'iter_2.pth').exists()
-    show_dir = tmp_path / 'overlays'
-    out = subprocess.run(
-        [MIM, 'test', 'mmseg', TOY_CONFIG, '--checkpoint',
-         str(work_dir / 'iter_2.pth'), '--work-dir', str(work_dir),
-         '--show-dir', str(show_dir), '--cfg-options', *options],
-        capture_output=True, text=True, env=env)
+    assert (tmp / 'work' / 'iter_2.pth').exists()
+    assert 'mIoU' in out.stdout + out.stderr  # validation at iteration 2
+
+
+def test_mim_test_with_overlays(mim_run):
+    """`mim test mmseg` of the checkpoint: IoUMetric with its per-class
+    table, and coloured overlays (ground truth | prediction)."""
+    _, tmp, options = mim_run
+    work_dir, show_dir = tmp / 'work', tmp / 'overlays'
+    out = mim('test', TOY_CONFIG, '--checkpoint', str(work_dir / 'iter_2.pth'),
+              '--work-dir', str(work_dir), '--show-dir', str(show_dir),
+              '--cfg-options', *options)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     log = out.stdout + out.stderr
     assert 'per class results' in log and 'mIoU' in log
@@ -174,4 +200,4 @@ def test_mim_train_and_test(toy_root, tmp_path):
             if n.endswith('.png')]
     assert len(pngs) == 4
     overlay = np.asarray(Image.open(pngs[0]).convert('RGB'))
-    assert overlay.shape == (128, 2 * 160, 3)  # ground truth | prediction
+    assert overlay.shape == (128, 2 * 160, 3)
