@@ -28,7 +28,8 @@ import os
 import os.path as osp
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from pycocotools import mask as mask_utils
 
 CLASSES = ('circle', 'square', 'triangle', 'ring')
 PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48)]
@@ -79,16 +80,19 @@ def _outline(rng, cls, cx, cy, r):
     hole = None
     if cls == 'ring':
         hole = np.stack([cx, cy]) + (outer - [cx, cy]) * rng.uniform(.45, .6)
-    return outer, hole
+        hole = np.round(hole, 2)
+    # rounded as stored in the json, so the polygon is exactly the mask
+    return np.round(outer, 2), hole
 
 
 def _rasterize(size, outer, hole):
-    canvas = Image.new('L', (size[1], size[0]), 0)
-    draw = ImageDraw.Draw(canvas)
-    draw.polygon([tuple(p) for p in outer], fill=1)
-    if hole is not None:
-        draw.polygon([tuple(p) for p in hole], fill=0)
-    return np.asarray(canvas, dtype=bool)
+    """The mask of a polygon (minus a hole) as COCO tools rasterise it."""
+    def fill(polygon):
+        rle = mask_utils.frPyObjects([polygon.ravel().tolist()], *size)
+        return mask_utils.decode(rle)[..., 0].astype(bool)
+
+    mask = fill(outer)
+    return mask & ~fill(hole) if hole is not None else mask
 
 
 def _colour(rng, background, mask):
@@ -152,8 +156,7 @@ def render_image(seed, split, index, size=(160, 160), max_objects=4):
 def _segmentation(obj):
     """COCO segmentation: a polygon when exact, else compressed RLE."""
     if obj['outline'] is not None:
-        return [np.round(obj['outline'], 2).ravel().tolist()]
-    from pycocotools import mask as mask_utils
+        return [obj['outline'].ravel().tolist()]
     rle = mask_utils.encode(np.asfortranarray(obj['mask'].astype(np.uint8)))
     return dict(size=list(rle['size']), counts=rle['counts'].decode('ascii'))
 

@@ -1,0 +1,97 @@
+# CPU toy: the GLNet-STL Mask R-CNN config on the generated toy COCO
+# (tools/make_toy_coco.py: 4 shape classes, 160x160 images), with the reduced
+# GLNet arch 'toy' (STL switches, depths [1, 1, 2, 1], channels
+# [32, 64, 128, 256]) trained from scratch, 64-channel FPN/RPN/RoI heads,
+# fewer proposals and RoI samples, a 2-conv mask head, batch 4 on one
+# process and a 12-epoch schedule. The detector, the data format and the
+# evaluation (CocoMetric, bbox and segm) are the real ones.
+_base_ = './mask-rcnn_glnet-stl_fpn_1x_coco.py'
+
+data_root = 'data/toy_coco/'
+metainfo = dict(
+    classes=('circle', 'square', 'triangle', 'ring'),
+    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48)])
+num_classes = 4
+image_size = (160, 160)
+channels = 64
+
+model = dict(
+    backbone=dict(
+        arch='toy', norm_cfg=dict(type='BN'), drop_path_rate=0.,
+        init_cfg=None),
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels),
+    rpn_head=dict(in_channels=channels, feat_channels=channels),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=channels),
+        bbox_head=dict(
+            in_channels=channels, fc_out_channels=256,
+            num_classes=num_classes),
+        mask_roi_extractor=dict(out_channels=channels),
+        mask_head=dict(
+            num_convs=2, in_channels=channels, conv_out_channels=channels,
+            num_classes=num_classes)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=1000, max_per_img=200),
+        rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(
+        rpn=dict(nms_pre=500, max_per_img=200),
+        rcnn=dict(max_per_img=20)))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+# From scratch on a CPU: a larger learning rate for the batch of 4, no AMP.
+max_epochs = 12
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(lr=1e-3),
+    clip_grad=dict(max_norm=10.))
+auto_scale_lr = dict(enable=False)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
+         end=200),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, begin=0, end=max_epochs,
+         by_epoch=True, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=1, max_keep_ckpts=2))
+randomness = dict(seed=0)
