@@ -1,4 +1,4 @@
-_base_ = './_base_/cascade-mask-rcnn_glnet_fpn_4conv1fc-giou_ms-crop-3x_coco.py'
+_base_ = './_base_/cascade-mask-rcnn_glnet_fpn_4conv1fc-giou_ms-crop-3x_coco.py'  # noqa: E501
 model = dict(
     backbone=dict(
         arch='stl',
