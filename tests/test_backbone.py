@@ -154,3 +154,10 @@ def test_glmix_assignments_are_distributions():
     # |cosine| <= 1, scaled by the learnable temperature C^-0.5 at init
     assert logits.abs().max() <= block.slot_scale.item() + 1e-6
     assert block.slot_scale.item() == pytest.approx(64**-0.5)
+
+
+def test_outputs_are_nchw_contiguous():
+    """Downstream ops (mmcv's RoIAlign) read raw NCHW memory."""
+    for out_norm in (dict(type='LN2d', eps=1e-6), dict(type='BN'), None):
+        outs = tiny(out_norm_cfg=out_norm).eval()(torch.randn(1, 3, 64, 64))
+        assert all(o.is_contiguous() for o in outs)

@@ -13,14 +13,16 @@ from glnet_mm.checkpoint import (arch_from_official,
 
 def classifier(arch, num_classes=1000):
     """mmpretrain's ImageClassifier in the official classifier layout."""
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    return MODELS.build(
-        dict(type='ImageClassifier',
-             backbone=dict(type='GLNet', arch=arch, out_indices=(3, ),
-                           out_norm_cfg=dict(type='BN')),
-             neck=dict(type='GlobalAveragePooling'),
-             head=dict(type='LinearClsHead', num_classes=num_classes,
-                       in_channels=resolve_arch(arch)['channels'][-1])))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(
+            dict(type='ImageClassifier',
+                 backbone=dict(type='GLNet', arch=arch, out_indices=(3, ),
+                               out_norm_cfg=dict(type='BN')),
+                 neck=dict(type='GlobalAveragePooling'),
+                 head=dict(type='LinearClsHead', num_classes=num_classes,
+                           in_channels=resolve_arch(arch)['channels'][-1])))
 
 
 def rel_err(out, ref):

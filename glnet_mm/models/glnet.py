@@ -346,7 +346,9 @@ class GLNet(BaseModule):
                     x = block(x)
             if i in self.out_indices:
                 norm = getattr(self, f'norm{i}', None)
-                outs.append(norm(x) if norm is not None else x)
+                out = norm(x) if norm is not None else x
+                # NCHW memory: mmcv's ops (RoIAlign...) read raw NCHW strides.
+                outs.append(out.contiguous())
         return tuple(outs)
 
     @staticmethod
