@@ -7,6 +7,15 @@ glnet_4g_checkpoint = 'checkpoints/glnet_4g.pth'
 glnet_9g_checkpoint = 'checkpoints/glnet_9g.pth'
 glnet_16g_checkpoint = 'checkpoints/glnet_16g.pth'
 
+# The GLNet backbone in place of the upstream one (the per-size configs set
+# arch, drop path and checkpoint): all four stages, SyncBN stem/downsampling.
+glnet_backbone = dict(
+    _delete_=True,
+    type='GLNet',
+    out_indices=(0, 1, 2, 3),
+    norm_cfg=dict(type='SyncBN'),
+    init_cfg=dict(type='Pretrained'))
+
 # The optimiser of hierarchical vision transformers on COCO (Swin): AdamW,
 # lr 1e-4 for a batch of 16, weight decay 0.05 except on norms (stem and
 # downsampling BN, block LNs, output norms, head norms), GLMix slot scales and

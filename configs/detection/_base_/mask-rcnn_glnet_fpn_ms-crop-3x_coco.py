@@ -8,12 +8,6 @@ _base_ = [
     './glnet.py',
 ]
 custom_imports = dict(imports=['glnet_mm'], allow_failed_imports=False)
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='GLNet',
-        out_indices=(0, 1, 2, 3),
-        norm_cfg=dict(type='SyncBN'),
-        init_cfg=dict(type='Pretrained')))
+model = dict(backbone={{_base_.glnet_backbone}})
 optim_wrapper = {{_base_.glnet_optim_wrapper}}
 auto_scale_lr = dict(enable=True, base_batch_size=16)
