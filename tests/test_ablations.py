@@ -10,7 +10,7 @@ from mmengine.config import Config
 from glnet_mm import GLNet
 from glnet_mm.analysis import count_flops, count_params
 from glnet_mm.models.glmix import GLMixBlock
-from glnet_mm.models.glmix_ablations import GLMixAblationBlock, WindowMHSA
+from glnet_mm.models.glmix_ablations import WindowMHSA, bucket_means
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                    'configs', 'classification')
@@ -130,32 +130,45 @@ def first_block(model):
     return model.stages[0].blocks[0]
 
 
-def test_default_switches_keep_the_released_block():
-    assert type(first_block(tiny())) is GLMixBlock
-    assert type(first_block(tiny(slot_init='param'))) is GLMixBlock
-    for switches in (dict(branches='local'), dict(local_op='wmhsa'),
-                     dict(slot_init='hashing'), dict(clustering='kmeans')):
-        assert isinstance(first_block(tiny(**switches)), GLMixAblationBlock)
+def test_block_defaults_are_the_released_block():
+    """``GLMixBlock(dim, num_heads)`` is the block of the released models:
+    exactly the official parameters, nothing of the ablations."""
+    block = GLMixBlock(64, 2)
+    assert set(block.state_dict()) == {
+        'slot_scale', 'norm1.weight', 'norm1.bias', 'norm2.weight',
+        'norm2.bias', 'relation_mha.in_proj_weight',
+        'relation_mha.in_proj_bias', 'relation_mha.out_proj.weight',
+        'relation_mha.out_proj.bias', *(f'feature_conv.{i}.{w}'
+                                        for i in range(3)
+                                        for w in ('weight', 'bias')),
+        *(f'mlp.{i}.{w}' for i in (0, 3) for w in ('weight', 'bias'))}
+    assert block.feature_conv[1].kernel_size == (5, 5)
+    assert block.pool_size == 8 and block.init_slots is None
+    assert block(torch.randn(2, 64, 9, 11)).shape == (2, 64, 9, 11)
 
 
-def test_ablation_block_with_default_switches_equals_glmix():
-    """The ablation block only removes/replaces parts: untouched, it
-    computes exactly what GLMix computes."""
-    plain = GLMixBlock(64, 2, drop_path=0., cpe_ks=0, mlp_dw=False,
-                       layerscale=-1, mlp_ratio=4)
-    ablation = GLMixAblationBlock(64, 2, drop_path=0., cpe_ks=0,
-                                  mlp_dw=False, layerscale=-1, mlp_ratio=4)
-    ablation.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 64, 9, 11)
-    assert torch.equal(plain.eval()(x), ablation.eval()(x))
+@pytest.mark.parametrize('switches, absent', [
+    (dict(branches='local'), ('slot_scale', 'relation_mha', 'init_slots',
+                              'cluster_weights', 'slot_hash', 'local_attn')),
+    (dict(branches='global'), ('feature_conv', 'local_attn')),
+    (dict(local_op='wmhsa'), ('feature_conv', )),
+    (dict(clustering='kmeans'), ('slot_scale', 'init_slots')),
+    (dict(slot_init='param', branches='local'), ('init_slots', )),
+])
+def test_switches_never_build_unused_parts(switches, absent):
+    """Optional parts are decided at construction: an unused part is
+    ``None`` and leaves no weights behind."""
+    block = first_block(tiny(**switches))
+    for name in absent:
+        assert getattr(block, name) is None, name
+        assert not any(k.startswith(name) for k in block.state_dict()), name
 
 
 def test_branch_switches_remove_and_order_the_branches():
     local, glob = first_block(tiny(branches='local')), first_block(
         tiny(branches='global'))
-    assert hasattr(local, 'feature_conv') and not hasattr(
-        local, 'relation_mha') and not hasattr(local, 'cluster_weights')
-    assert hasattr(glob, 'relation_mha') and not hasattr(glob, 'feature_conv')
+    assert local.feature_conv is not None and local.relation_mha is None
+    assert glob.relation_mha is not None and glob.feature_conv is None
     # Same weights, three orders: three different functions.
     torch.manual_seed(0)
     models = {b: tiny(branches=b)
@@ -183,8 +196,8 @@ def test_branch_switches_remove_and_order_the_branches():
 def test_window_mhsa_is_local_to_windows():
     model = tiny(local_op='wmhsa', local_window=4)
     attn = first_block(model).local_attn
-    assert isinstance(attn, WindowMHSA) and not hasattr(
-        first_block(model), 'feature_conv')
+    assert isinstance(attn, WindowMHSA)
+    assert first_block(model).feature_conv is None
     assert attn.relative_position_bias_table.shape == (7 * 7, 1)
     x = torch.randn(1, 32, 8, 10)  # padded to 8 x 12: windows of 4 x 4
     y = torch.randn(1, 32, 8, 10)
@@ -199,9 +212,10 @@ def test_window_mhsa_is_local_to_windows():
 def test_kmeans_hashing_assigns_each_pixel_to_one_slot():
     model = tiny(slot_init='hashing', clustering='kmeans', kmeans_iters=3)
     block = first_block(model)
-    assert block.hash_planes.shape == (32, 6)  # log2(64) hash bits
-    assert 'hash_planes' in block.state_dict()  # the hashing is reproducible
-    assert not hasattr(block, 'slot_scale')
+    assert block.slot_hash.hash_planes.shape == (32, 6)  # log2(64) bits
+    # the hashing is saved with the model, so it is reproducible
+    assert 'slot_hash.hash_planes' in block.state_dict()
+    assert block.slot_scale is None
     weights = []
     block.cluster_weights.register_forward_hook(
         lambda m, a, out: weights.append(out))
@@ -218,8 +232,8 @@ def test_kmeans_hashing_assigns_each_pixel_to_one_slot():
 def test_hashing_slots_are_bucket_means():
     block = first_block(tiny(slot_init='hashing'))
     grid = torch.randn(1, 20, 32)
-    slots = block.hashed_slots(grid)
-    codes = (grid @ block.hash_planes > 0).long()
+    slots = bucket_means(block.slot_hash(grid), grid)
+    codes = (grid @ block.slot_hash.hash_planes > 0).long()
     bucket = (codes * 2**torch.arange(6)).sum(-1)[0]
     for b in bucket.unique():
         assert torch.allclose(slots[0, b], grid[0, bucket == b].mean(0),

@@ -80,6 +80,41 @@ def test_frozen_stages_stay_frozen_through_train(frozen):
     assert torch.equal(before, model.downsample_layers[0][1].running_mean)
 
 
+@pytest.mark.parametrize('frozen', [-1, 0])
+def test_nothing_frozen(frozen):
+    """-1 (mmdet's Swin) and 0 (mmpretrain's ConvNeXt) freeze nothing."""
+    model = tiny(frozen_stages=frozen).train()
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize('frozen', [-2, 5, 1.5, True])
+def test_bad_frozen_stages_are_named(frozen):
+    with pytest.raises(ValueError, match='frozen_stages'):
+        tiny(frozen_stages=frozen)
+
+
+@pytest.mark.parametrize('norm', ['BN', 'SyncBN'])
+def test_norm_cfg_requires_grad_false_freezes_the_norms(norm):
+    """mmdet's ``norm_cfg=dict(type='BN', requires_grad=False)``: the stem and
+    downsampling norms get no gradient; everything else still trains."""
+    model = tiny(norm_cfg=dict(type=norm, requires_grad=False))
+    norms = [m for m in model.downsample_layers.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 4
+    assert all(not p.requires_grad for n in norms for p in n.parameters())
+    others = [p for n, p in model.named_parameters()
+              if not any(p is q for m in norms for q in m.parameters())]
+    assert others and all(p.requires_grad for p in others)
+    if norm == 'BN':
+        model.train()
+        sum(o.mean() for o in model(torch.randn(2, 3, 64, 64))).backward()
+        assert all(p.grad is None for n in norms for p in n.parameters())
+        assert model.downsample_layers[0][0].weight.grad is not None
+    assert all(p.requires_grad for p in tiny(
+        norm_cfg=dict(type=norm)).downsample_layers.parameters())
+
+
 def test_norm_eval_keeps_batchnorm_statistics():
     model = tiny(norm_eval=True).train()
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -125,7 +160,7 @@ def test_bad_inputs_are_named():
     ('5g', 'Unknown GLNet arch'),
     (dict(depths=[1, 1, 1]), 'channels'),
     (dict(TINY, depths=[1, 1, 1]), '4 values'),
-    (dict(TINY, mixing_modes='conv'), 'mixing mode'),
+    (dict(TINY, mixing_modes='conv'), 'mixing_modes'),
     (dict(TINY, channels=[30, 60, 90, 120]), 'head_dim'),
     (dict(TINY, num_slots=50), 'square'),
     (dict(TINY, slot_init='kmeans'), 'slot_init'),

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .glmix_ablations import LSHBuckets, WindowMHSA, bucket_means, kmeans
+
 
 class DropPath(nn.Module):
     """Stochastic depth per sample (identity at inference).
@@ -101,27 +103,80 @@ def local_convs(channels: int, kernel_size: int) -> nn.Sequential:
         nn.Conv2d(channels, channels, 1))
 
 
+# The switches of a GLMix block, their defaults (the released models) and the
+# choices of the named ones. :func:`check_glmix_switches` is the one place
+# where their rules live; GLNet's arch table is validated through it too.
+GLMIX_SWITCHES = dict(num_slots=64, slot_init='ada_avgpool', local_dw_ks=5,
+                      branches='parallel', local_op='dwconv', local_window=7,
+                      clustering='soft', kmeans_iters=5)
+SLOT_INITS = ('ada_avgpool', 'param', 'hashing')
+BRANCHES = ('parallel', 'local', 'global', 'global->local', 'local->global')
+LOCAL_OPS = ('dwconv', 'wmhsa')
+CLUSTERINGS = ('soft', 'kmeans')
+
+
+def check_glmix_switches(**switches):
+    """Raise a ValueError naming the first impossible GLMix switch.
+
+    Args:
+        **switches: Any of :data:`GLMIX_SWITCHES`; missing ones take their
+            default.
+    """
+    unknown = set(switches) - set(GLMIX_SWITCHES)
+    if unknown:
+        raise ValueError(f'Unknown GLMix switches: {sorted(unknown)}')
+    s = dict(GLMIX_SWITCHES, **switches)
+    for key, choices in (('slot_init', SLOT_INITS), ('branches', BRANCHES),
+                         ('local_op', LOCAL_OPS),
+                         ('clustering', CLUSTERINGS)):
+        if s[key] not in choices:
+            raise ValueError(f'GLMix {key}={s[key]!r} is not one of '
+                             f'{choices}')
+    for key in ('num_slots', 'local_dw_ks', 'local_window', 'kmeans_iters'):
+        if type(s[key]) is not int or s[key] < 1:
+            raise ValueError(f'GLMix {key} must be a positive int, got '
+                             f'{s[key]!r}')
+    slots = s['num_slots']
+    if s['slot_init'] == 'ada_avgpool' and math.isqrt(slots)**2 != slots:
+        raise ValueError(f"GLMix slot_init='ada_avgpool' pools to a square "
+                         f'grid: num_slots must be a square, got {slots}')
+    if s['slot_init'] == 'hashing' and slots & (slots - 1):
+        raise ValueError(f"GLMix slot_init='hashing' uses log2(S) hash bits: "
+                         f'num_slots must be a power of two, got {slots}')
+    if s['slot_init'] == 'param' and s['clustering'] == 'kmeans':
+        raise ValueError("GLMix slot_init='param' cannot be learned with "
+                         "clustering='kmeans' (hard assignments pass no "
+                         "gradient to the initial slots); use 'hashing' or "
+                         "'ada_avgpool'")
+    if s['local_dw_ks'] % 2 == 0:
+        raise ValueError(f'GLMix local_dw_ks must be odd, got '
+                         f'{s["local_dw_ks"]}')
+
+
 class _Block(nn.Module):
     """Shared parts of every block: position embedding, MLP, layer scales.
 
     Args:
         dim (int): Channels.
         mlp_ratio (float): Hidden width of the MLP relative to ``dim``.
+            Defaults to 4.
         cpe_ks (int): Kernel of the residual depth-wise conv position
-            embedding applied first; 0 disables it.
+            embedding applied first; 0 disables it. Defaults to 0.
         mlp_dw (bool): Residual depth-wise 3x3 conv inside the conv MLP.
+            Defaults to False.
         layerscale (float): Initial layer-scale value; <= 0 disables it.
+            Defaults to -1.
         drop_path (float): Stochastic depth rate of both residual branches.
+            Defaults to 0.
         ls1_shape (tuple[int], optional): Shape of the first layer scale
             (the mixing branch). Defaults to ``(1, dim, 1, 1)``.
     """
 
-    def __init__(self, dim, mlp_ratio, cpe_ks, mlp_dw, layerscale, drop_path,
-                 ls1_shape=None):
+    def __init__(self, dim, mlp_ratio=4., cpe_ks=0, mlp_dw=False,
+                 layerscale=-1., drop_path=0., ls1_shape=None):
         super().__init__()
-        if cpe_ks > 0:
-            self.pos_conv = nn.Conv2d(dim, dim, cpe_ks, padding=cpe_ks // 2,
-                                      groups=dim)
+        self.pos_conv = nn.Conv2d(dim, dim, cpe_ks, padding=cpe_ks // 2,
+                                  groups=dim) if cpe_ks > 0 else None
         self.norm2 = LayerNorm2d(dim, eps=1e-6)
         self.mlp = conv_mlp(dim, mlp_ratio, mlp_dw)
         if layerscale > 0:
@@ -132,7 +187,7 @@ class _Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def pos_embed(self, x):
-        return x + self.pos_conv(x) if hasattr(self, 'pos_conv') else x
+        return x if self.pos_conv is None else x + self.pos_conv(x)
 
     def mlp_branch(self, x):
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
@@ -142,47 +197,86 @@ class GLMixBlock(_Block):
     """The GLMix block: a global slot branch and a local conv branch in
     parallel, followed by a conv MLP.
 
+    With the default switches it is the block of the released models. The
+    other values are the paper's ablations; each part a switch removes is
+    never built (its attribute is ``None``):
+
+    * ``branches``: ``'parallel'`` (GLMix), ``'local'`` or ``'global'`` alone,
+      or both in sequence, ``'global->local'`` / ``'local->global'`` (the
+      second branch runs on the output of the first);
+    * ``local_op='wmhsa'``: window self-attention (Swin's W-MSA) over
+      ``local_window`` x ``local_window`` windows instead of the convs;
+    * ``slot_init='hashing'``: the initial slots are the mean normed pixel of
+      each locality-sensitive-hashing bucket;
+    * ``clustering='kmeans'``: ``kmeans_iters`` hard Lloyd steps instead of
+      the soft clustering; every pixel gets back the slot it belongs to.
+
     Args:
         dim (int): Channels.
-        num_heads (int): Heads of the slot self-attention.
-        num_slots (int): Number of semantic slots ``S``. With
-            ``slot_init='ada_avgpool'`` it must be a perfect square.
+        num_heads (int): Heads of the slot (and window) self-attention.
+        num_slots (int): Number of semantic slots ``S``: a square with
+            ``'ada_avgpool'``, a power of two with ``'hashing'``.
+            Defaults to 64.
         slot_init (str): ``'ada_avgpool'`` pools each image's block input to
-            ``sqrt(S) x sqrt(S)`` slots; ``'param'`` learns ``S`` shared slots.
+            ``sqrt(S) x sqrt(S)`` slots; ``'param'`` learns ``S`` shared
+            slots; ``'hashing'`` (ablation) hashes the normed pixels.
+            Defaults to ``'ada_avgpool'``.
         local_dw_ks (int): Kernel of the local branch's depth-wise conv.
-        **kwargs: See :class:`_Block`.
+            Defaults to 5.
+        branches (str): One of :data:`BRANCHES`. Defaults to ``'parallel'``.
+        local_op (str): ``'dwconv'`` or ``'wmhsa'``. Defaults to ``'dwconv'``.
+        local_window (int): Window side of ``'wmhsa'``. Defaults to 7.
+        clustering (str): ``'soft'`` or ``'kmeans'``. Defaults to ``'soft'``.
+        kmeans_iters (int): Lloyd steps of ``'kmeans'``. Defaults to 5.
+        **kwargs: See :class:`_Block` (``mlp_ratio``, ``cpe_ks``, ...).
     """
 
     def __init__(self, dim, num_heads, num_slots=64, slot_init='ada_avgpool',
-                 local_dw_ks=5, **kwargs):
+                 local_dw_ks=5, branches='parallel', local_op='dwconv',
+                 local_window=7, clustering='soft', kmeans_iters=5, **kwargs):
+        check_glmix_switches(
+            num_slots=num_slots, slot_init=slot_init, local_dw_ks=local_dw_ks,
+            branches=branches, local_op=local_op, local_window=local_window,
+            clustering=clustering, kmeans_iters=kmeans_iters)
         super().__init__(dim, **kwargs)
-        if slot_init == 'ada_avgpool':
-            self.pool_size = math.isqrt(num_slots)
-            if self.pool_size**2 != num_slots:
-                raise ValueError(
-                    f"slot_init='ada_avgpool' needs a square num_slots, got "
-                    f'{num_slots}')
-        elif slot_init == 'param':
+        self.slot_init, self.num_slots = slot_init, num_slots
+        self.branches, self.clustering = branches, clustering
+        self.kmeans_iters = kmeans_iters
+        self.pool_size = math.isqrt(num_slots)
+        has_global = branches != 'local'
+        has_local = branches != 'global'
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+
+        # Global branch: initial slots, clustering, slot attention.
+        self.init_slots = None
+        if has_global and slot_init == 'param':
             self.init_slots = nn.Parameter(torch.empty(1, num_slots, dim))
             nn.init.normal_(self.init_slots, std=.02)
-        else:
-            raise ValueError(f"slot_init must be 'ada_avgpool' or 'param', "
-                             f'got {slot_init!r}')
-        self.slot_init = slot_init
-        self.slot_scale = nn.Parameter(torch.tensor(dim**-0.5))
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.relation_mha = nn.MultiheadAttention(dim, num_heads,
-                                                  batch_first=True)
-        self.feature_conv = local_convs(dim, local_dw_ks)
+        self.slot_hash = (LSHBuckets(dim, num_slots)
+                          if has_global and slot_init == 'hashing' else None)
+        self.slot_scale = (nn.Parameter(torch.tensor(dim**-0.5))
+                           if has_global and clustering == 'soft' else None)
+        self.relation_mha = nn.MultiheadAttention(
+            dim, num_heads, batch_first=True) if has_global else None
         # Parameter-free hook point: the clustering weights (B, S, H*W) flow
         # through it, so forward hooks can read them (visualize_slots.py).
-        self.cluster_weights = nn.Identity()
+        self.cluster_weights = nn.Identity() if has_global else None
+
+        # Local branch: 1x1, k x k depth-wise, 1x1 convs (or window MHSA).
+        self.feature_conv = (local_convs(dim, local_dw_ks)
+                             if has_local and local_op == 'dwconv' else None)
+        self.local_attn = (WindowMHSA(dim, num_heads, local_window)
+                           if has_local and local_op == 'wmhsa' else None)
 
     def initial_slots(self, x):
-        """Slots before clustering, ``(B, S, C)``, from the block input."""
-        if self.slot_init == 'param':
+        """Slots before clustering, ``(B, S, C)``, from the block input
+        (``None`` where they come later, from the normed grid, or where
+        there is no global branch)."""
+        if self.init_slots is not None:
             return self.init_slots.expand(x.shape[0], -1, -1)
-        return F.adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
+        if self.slot_init == 'ada_avgpool' and self.relation_mha is not None:
+            return F.adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
+        return None
 
     def assignment_logits(self, slots, pixels):
         """Scaled cosine similarity between slots and pixels, ``(B, S, HW)``."""
@@ -193,23 +287,43 @@ class GLMixBlock(_Block):
         """Cluster the grid ``x`` (B, C, H, W) into ``slots``, let the slots
         attend to each other, and dispatch them back onto the grid."""
         grid = x.flatten(2).mT  # B, HW, C
-        logits = self.assignment_logits(slots, grid)
-        weights = self.cluster_weights(logits.softmax(dim=-1))
-        slots = weights @ grid  # cluster: grid -> set
+        if self.slot_hash is not None:
+            slots = bucket_means(self.slot_hash(grid), grid)
+        if self.clustering == 'kmeans':
+            assign, slots = kmeans(slots, grid, self.kmeans_iters,
+                                   self.cluster_weights)
+            dispatch = assign.mT  # each pixel gets its own slot back
+        else:
+            logits = self.assignment_logits(slots, grid)
+            weights = self.cluster_weights(logits.softmax(dim=-1))
+            slots = weights @ grid  # cluster: grid -> set
+            dispatch = logits.softmax(dim=1).mT
         slots = self.relation_mha(slots, slots, slots, need_weights=False)[0]
-        glob = logits.softmax(dim=1).mT @ slots  # dispatch: set -> grid
-        return glob.mT.reshape_as(x)
+        return (dispatch @ slots).mT.reshape_as(x)  # dispatch: set -> grid
 
     def local_branch(self, x):
-        """Light convs on the fine grid ``x`` (B, C, H, W)."""
+        """Light convs (or window attention) on the fine grid ``x``."""
+        if self.local_attn is not None:
+            return self.local_attn(x)
         return self.feature_conv(x)
 
     def mix(self, x):
-        """The token mixer: global (slots) + local (convs) on normed ``x``."""
+        """The token mixer on the block input ``x``: returns the input after
+        the position embedding and the mixed (global and/or local) map."""
         slots = self.initial_slots(x)
         x = self.pos_embed(x)
         normed = self.norm1(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return x, self.global_branch(slots, normed) + self.local_branch(normed)
+        if self.branches == 'parallel':
+            out = self.global_branch(slots, normed) + self.local_branch(normed)
+        elif self.branches == 'local':
+            out = self.local_branch(normed)
+        elif self.branches == 'global':
+            out = self.global_branch(slots, normed)
+        elif self.branches == 'global->local':
+            out = self.local_branch(self.global_branch(slots, normed))
+        else:  # 'local->global'
+            out = self.global_branch(slots, self.local_branch(normed))
+        return x, out
 
     def forward(self, x):
         x, mixed = self.mix(x)

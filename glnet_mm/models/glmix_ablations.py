@@ -1,34 +1,21 @@
-"""The paper's ablations of the GLMix block, as switches of one block class.
+"""Parts of the paper's ablations of the GLMix block.
 
-:class:`GLMixAblationBlock` starts from :class:`~.glmix.GLMixBlock` and
-removes or replaces one part per switch (the GLNet ``arch`` switches of the
-same names, see :data:`~.glnet.ARCH_DEFAULTS`):
+:class:`~.glmix.GLMixBlock` builds these only when one of its ablation
+switches asks for them (the released models use none):
 
-* ``branches``: ``'parallel'`` (GLMix), ``'local'`` or ``'global'`` alone, or
-  both in sequence, ``'global->local'`` / ``'local->global'``: the second
-  branch runs on the output of the first instead of beside it;
-* ``local_op='wmhsa'``: the local branch is window multi-head self-attention
-  (Swin's W-MHSA with a relative position bias) over ``local_window`` x
-  ``local_window`` windows instead of the convs;
-* ``slot_init='hashing'``: the initial slots are the mean normed pixel of
-  each locality-sensitive-hashing bucket (the signs of ``log2(S)`` fixed
-  random projections of a pixel give its bucket);
-* ``clustering='kmeans'``: hard clustering, ``kmeans_iters`` Lloyd steps
+* :class:`WindowMHSA`, ``local_op='wmhsa'``: the local branch is window
+  multi-head self-attention (Swin's W-MSA with a relative position bias);
+* :class:`LSHBuckets` and :func:`bucket_means`, ``slot_init='hashing'``: the
+  initial slots are the mean normed pixel of each locality-sensitive-hashing
+  bucket (the signs of ``log2(S)`` fixed random projections of a pixel give
+  its bucket);
+* :func:`kmeans`, ``clustering='kmeans'``: hard clustering by Lloyd steps
   (assign every pixel to its most cosine-similar slot, average each slot's
-  pixels); every pixel gets back the slot it belongs to.
-
-GLNet builds this block only when one of these switches is turned; the
-released models are plain :class:`~.glmix.GLMixBlock` s.
+  pixels).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from .glmix import GLMixBlock
-
-BRANCHES = ('parallel', 'local', 'global', 'global->local', 'local->global')
-LOCAL_OPS = ('dwconv', 'wmhsa')
-CLUSTERINGS = ('soft', 'kmeans')
 
 
 class WindowMHSA(nn.Module):
@@ -82,106 +69,59 @@ def _mean_of_members(assign):
     return assign / assign.sum(-1, keepdim=True).clamp(min=1)
 
 
-class GLMixAblationBlock(GLMixBlock):
-    """A GLMix block with the paper's ablation switches (module docstring).
+class LSHBuckets(nn.Module):
+    """Locality-sensitive hashing of pixels into ``num_slots`` buckets.
+
+    The bucket of a pixel is the binary number formed by the signs of its
+    projections on ``log2(num_slots)`` fixed random directions (a buffer, so
+    the hashing is saved with the model).
 
     Args:
-        dim (int): Channels.
-        num_heads (int): Heads of the slot (and window) self-attention.
-        num_slots (int): Number of slots ``S``; a power of two with
-            ``slot_init='hashing'``.
-        slot_init (str): ``'ada_avgpool'``, ``'param'`` or ``'hashing'``.
-        branches (str): One of :data:`BRANCHES`. Defaults to ``'parallel'``.
-        local_op (str): ``'dwconv'`` or ``'wmhsa'``. Defaults to ``'dwconv'``.
-        local_window (int): Window of ``'wmhsa'``. Defaults to 7.
-        clustering (str): ``'soft'`` or ``'kmeans'``. Defaults to ``'soft'``.
-        kmeans_iters (int): Lloyd steps of ``'kmeans'``. Defaults to 5.
-        **kwargs: See :class:`~.glmix.GLMixBlock` (``local_dw_ks``, ...).
+        dim (int): Channels of a pixel.
+        num_slots (int): Number of buckets, a power of two.
     """
 
-    def __init__(self, dim, num_heads, num_slots=64, slot_init='ada_avgpool',
-                 branches='parallel', local_op='dwconv', local_window=7,
-                 clustering='soft', kmeans_iters=5, **kwargs):
-        for name, value, choices in (('branches', branches, BRANCHES),
-                                     ('local_op', local_op, LOCAL_OPS),
-                                     ('clustering', clustering, CLUSTERINGS)):
-            if value not in choices:
-                raise ValueError(f'{name} must be one of {choices}, got '
-                                 f'{value!r}')
-        hashing = slot_init == 'hashing'
-        # 'hashing' has no parameters: build as 'param', then drop them.
-        super().__init__(dim, num_heads, num_slots=num_slots,
-                         slot_init='param' if hashing else slot_init,
-                         **kwargs)
-        self.branches, self.clustering = branches, clustering
-        if int(kmeans_iters) != kmeans_iters or kmeans_iters < 1:
-            raise ValueError(f'kmeans_iters must be an int >= 1, got '
-                             f'{kmeans_iters}')
-        self.kmeans_iters = kmeans_iters
-        if hashing:
-            bits = num_slots.bit_length() - 1
-            if num_slots != 2**bits:
-                raise ValueError(f"slot_init='hashing' needs a power-of-two "
-                                 f'num_slots, got {num_slots}')
-            del self.init_slots
-            self.slot_init = 'hashing'
-            self.num_slots = num_slots
-            self.register_buffer('hash_planes', torch.randn(dim, bits))
-        if branches == 'local':
-            del self.relation_mha, self.slot_scale, self.cluster_weights
-            if slot_init == 'param':
-                del self.init_slots
-        elif clustering == 'kmeans':
-            del self.slot_scale
-        if branches == 'global' or local_op == 'wmhsa':
-            del self.feature_conv
-        if branches != 'global' and local_op == 'wmhsa':
-            self.local_attn = WindowMHSA(dim, num_heads, local_window)
+    def __init__(self, dim, num_slots):
+        super().__init__()
+        self.num_slots = num_slots
+        bits = num_slots.bit_length() - 1
+        self.register_buffer('hash_planes', torch.randn(dim, bits))
 
-    def initial_slots(self, x):
-        if self.branches == 'local' or self.slot_init == 'hashing':
-            return None  # no slots, or hashed from the normed grid
-        return super().initial_slots(x)
-
-    def hashed_slots(self, grid):
-        """Mean pixel of each hashing bucket, ``(B, S, C)``."""
+    def forward(self, grid):
+        """One-hot bucket of every pixel of ``grid`` (B, HW, C): (B, S, HW)."""
         bits = (grid @ self.hash_planes > 0).long()
         bucket = (bits << torch.arange(bits.shape[-1],
                                        device=grid.device)).sum(-1)
-        assign = F.one_hot(bucket, self.num_slots).mT.to(grid.dtype)
-        return _mean_of_members(assign) @ grid
+        return F.one_hot(bucket, self.num_slots).mT.to(grid.dtype)
 
-    def global_branch(self, slots, x):
-        grid = x.flatten(2).mT  # B, HW, C
-        if self.slot_init == 'hashing':
-            slots = self.hashed_slots(grid)
-        if self.clustering == 'soft':
-            return super().global_branch(slots, x)
-        pixels = F.normalize(grid, dim=-1)
-        for _ in range(self.kmeans_iters):
-            nearest = (F.normalize(slots, dim=-1) @ pixels.mT).argmax(1)
-            assign = F.one_hot(nearest, slots.shape[1]).mT.to(grid.dtype)
-            slots = self.cluster_weights(_mean_of_members(assign)) @ grid
-        slots = self.relation_mha(slots, slots, slots, need_weights=False)[0]
-        return (assign.mT @ slots).mT.reshape_as(x)  # each pixel its slot
 
-    def local_branch(self, x):
-        if hasattr(self, 'local_attn'):
-            return self.local_attn(x)
-        return super().local_branch(x)
+def bucket_means(assign, grid):
+    """Mean pixel of each bucket of the one-hot ``assign`` (B, S, HW) over
+    ``grid`` (B, HW, C): (B, S, C); empty buckets are zero."""
+    return _mean_of_members(assign) @ grid
 
-    def mix(self, x):
-        slots = self.initial_slots(x)
-        x = self.pos_embed(x)
-        normed = self.norm1(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        if self.branches == 'parallel':
-            out = self.global_branch(slots, normed) + self.local_branch(normed)
-        elif self.branches == 'local':
-            out = self.local_branch(normed)
-        elif self.branches == 'global':
-            out = self.global_branch(slots, normed)
-        elif self.branches == 'global->local':
-            out = self.local_branch(self.global_branch(slots, normed))
-        else:  # 'local->global'
-            out = self.global_branch(slots, self.local_branch(normed))
-        return x, out
+
+def kmeans(slots, grid, iters, weights_hook=None):
+    """Hard k-means of the pixels ``grid`` (B, HW, C) from ``slots``
+    (B, S, C), by cosine similarity.
+
+    Args:
+        slots (Tensor): Initial centres.
+        grid (Tensor): Pixels.
+        iters (int): Lloyd steps.
+        weights_hook (callable, optional): Applied to each step's clustering
+            weights (the hook point of :class:`~.glmix.GLMixBlock`).
+
+    Returns:
+        tuple[Tensor, Tensor]: The one-hot assignment (B, S, HW) of the last
+        step and the slots, mean of their member pixels.
+    """
+    pixels = F.normalize(grid, dim=-1)
+    for _ in range(iters):
+        nearest = (F.normalize(slots, dim=-1) @ pixels.mT).argmax(1)
+        assign = F.one_hot(nearest, slots.shape[1]).mT.to(grid.dtype)
+        weights = _mean_of_members(assign)
+        if weights_hook is not None:
+            weights = weights_hook(weights)
+        slots = weights @ grid
+    return assign, slots

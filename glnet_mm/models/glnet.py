@@ -10,42 +10,29 @@ import torch.utils.checkpoint as cp
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 
-from .glmix import GLMixBlock, LayerNorm2d, MHABlock, TransformerBlock
-from .glmix_ablations import (BRANCHES, CLUSTERINGS, LOCAL_OPS,
-                              GLMixAblationBlock)
+from mmengine.registry import MODELS
+
+from .glmix import (GLMIX_SWITCHES, GLMixBlock, LayerNorm2d, MHABlock,
+                    TransformerBlock, check_glmix_switches)
 
 # The switches of the official release, one entry per released model. An
 # ``arch`` dict may name one of these as ``base`` and override any switch.
 ARCH_DEFAULTS = dict(
     mixing_modes=('glmix', 'glmix', 'glmix', 'mha'),
     mlp_ratios=4,
-    slot_init='ada_avgpool',
-    num_slots=64,
-    local_dw_ks=5,
     cpe_ks=0,
     mlp_dw=False,
     layerscale=-1,
     head_dim=32,
     downsample_style='non_ovlp',
     transition_layout='norm.proj',
-    # The paper's ablations of the GLMix block (glmix_ablations.py).
-    branches='parallel',
-    local_op='dwconv',
-    local_window=7,
-    clustering='soft',
-    kmeans_iters=5,
+    # The GLMix block's own switches, the paper's ablations included
+    # (glmix.py): num_slots, slot_init, local_dw_ks, branches, ...
+    **GLMIX_SWITCHES,
 )
-# Switch values that are one of a few names.
-CHOICES = dict(
-    slot_init=('ada_avgpool', 'param', 'hashing'),
-    branches=BRANCHES,
-    local_op=LOCAL_OPS,
-    clustering=CLUSTERINGS,
-    downsample_style=('non_ovlp', 'ovlp'),
-    transition_layout=('norm.proj', 'proj.norm'),
-)
-_ABLATION_SWITCHES = ('branches', 'local_op', 'local_window', 'clustering',
-                      'kmeans_iters')
+MIXING_MODES = ('glmix', 'mha', 'mha_nchw', 'glmix.mha_nchw')
+DOWNSAMPLE_STYLES = ('non_ovlp', 'ovlp')
+TRANSITION_LAYOUTS = ('norm.proj', 'proj.norm')
 _ADVANCED = dict(  # GLNet-4G's additions over the Swin-Tiny layout
     mixing_modes=('glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'),
     mlp_ratios=3, cpe_ks=3, mlp_dw=True, downsample_style='ovlp',
@@ -61,12 +48,13 @@ arch_zoo = {
     'toy': dict(base='stl', depths=[1, 1, 2, 1], channels=[32, 64, 128, 256]),
 }
 
-MIXING_MODES = ('glmix', 'mha', 'mha_nchw', 'glmix.mha_nchw')
 NORMS = {'BN': nn.BatchNorm2d, 'SyncBN': nn.SyncBatchNorm, 'LN2d': LayerNorm2d}
 
 
 def resolve_arch(arch) -> dict:
-    """Turn a preset name or an ``arch`` dict into the full set of switches.
+    """Turn a preset name or an ``arch`` dict into the full set of switches,
+    checking every rule (the GLMix block's through
+    :func:`~.glmix.check_glmix_switches`).
 
     Args:
         arch (str | dict): A key of :data:`arch_zoo`, or a dict with
@@ -83,7 +71,7 @@ def resolve_arch(arch) -> dict:
         arch = arch_zoo[arch]
     if not isinstance(arch, dict):
         raise TypeError(f'arch must be a str or dict, got {type(arch)}')
-    arch = copy.deepcopy(arch)
+    arch = copy.deepcopy(dict(arch))
     base = arch.pop('base', None)
     spec = resolve_arch(base) if base else dict(ARCH_DEFAULTS)
     unknown = set(arch) - set(ARCH_DEFAULTS) - {'depths', 'channels'}
@@ -99,53 +87,43 @@ def resolve_arch(arch) -> dict:
         if len(value) != 4:
             raise ValueError(f'GLNet arch {key!r} needs 4 values, got {value}')
         spec[key] = value
-    for mode in spec['mixing_modes']:
-        if mode not in MIXING_MODES:
-            raise ValueError(f'Unknown mixing mode {mode!r}; choose from '
-                             f'{MIXING_MODES}')
+    for key, choices in (('mixing_modes', MIXING_MODES),
+                         ('downsample_style', DOWNSAMPLE_STYLES),
+                         ('transition_layout', TRANSITION_LAYOUTS)):
+        for value in spec[key] if key == 'mixing_modes' else [spec[key]]:
+            if value not in choices:
+                raise ValueError(f'GLNet arch {key}: {value!r} is not one of '
+                                 f'{choices}')
+    for key in ('depths', 'channels'):
+        if any(type(v) is not int or v < 0 for v in spec[key]):
+            raise ValueError(f'GLNet arch {key} must be non-negative ints, '
+                             f'got {spec[key]}')
     for c in spec['channels']:
-        if c % spec['head_dim']:
-            raise ValueError(f'channels {spec["channels"]} must be multiples '
-                             f'of head_dim={spec["head_dim"]}')
-    for key, choices in CHOICES.items():
-        if spec[key] not in choices:
-            raise ValueError(f'GLNet arch {key}={spec[key]!r} is not one of '
-                             f'{choices}')
-    for key in ('num_slots', 'local_dw_ks', 'local_window', 'kmeans_iters'):
-        if not isinstance(spec[key], int) or spec[key] < 1:
-            raise ValueError(f'GLNet arch {key} must be a positive int, got '
-                             f'{spec[key]!r}')
-    slots = spec['num_slots']
-    if spec['slot_init'] == 'ada_avgpool' and math.isqrt(slots)**2 != slots:
-        raise ValueError(f"GLNet arch slot_init='ada_avgpool' pools to a "
-                         f'square grid: num_slots must be a square, got '
-                         f'{slots}')
-    if spec['slot_init'] == 'hashing' and slots & (slots - 1):
-        raise ValueError(f"GLNet arch slot_init='hashing' uses log2(S) hash "
-                         f'bits: num_slots must be a power of two, got '
-                         f'{slots}')
-    if spec['slot_init'] == 'param' and spec['clustering'] == 'kmeans':
-        raise ValueError("GLNet arch slot_init='param' cannot be learned with "
-                         "clustering='kmeans' (hard assignments pass no "
-                         "gradient to the initial slots); use 'hashing' or "
-                         "'ada_avgpool'")
-    if spec['local_dw_ks'] % 2 == 0:
-        raise ValueError(f'GLNet arch local_dw_ks must be odd, got '
-                         f'{spec["local_dw_ks"]}')
+        if c < 1 or c % spec['head_dim']:
+            raise ValueError(f'channels {spec["channels"]} must be positive '
+                             f'multiples of head_dim={spec["head_dim"]}')
+    check_glmix_switches(**{k: spec[k] for k in GLMIX_SWITCHES})
     return spec
 
 
 def build_norm(cfg: dict, channels: int) -> nn.Module:
-    """Build a 2D norm from ``dict(type='BN' | 'SyncBN' | 'LN2d', **kwargs)``."""
+    """Build a 2D norm from ``dict(type='BN' | 'SyncBN' | 'LN2d', **kwargs)``.
+
+    ``requires_grad=False`` (mmcv's convention) freezes its affine weights.
+    """
     cfg = dict(cfg)
     norm_type = cfg.pop('type')
     if norm_type not in NORMS:
         raise ValueError(f'Unsupported norm type {norm_type!r}; choose from '
                          f'{sorted(NORMS)}')
-    cfg.pop('requires_grad', None)
-    return NORMS[norm_type](channels, **cfg)
+    requires_grad = cfg.pop('requires_grad', True)
+    norm = NORMS[norm_type](channels, **cfg)
+    for param in norm.parameters():
+        param.requires_grad = requires_grad
+    return norm
 
 
+@MODELS.register_module()
 class GLNet(BaseModule):
     """GLNet: the GLMix vision backbone.
 
@@ -184,13 +162,18 @@ class GLNet(BaseModule):
             ``dict(type='BN')`` on stage 3 to receive the official
             classifier's final norm from ImageNet checkpoints.
             Defaults to ``dict(type='LN2d', eps=1e-6)``.
-        norm_cfg (dict): Norm of the stem and the downsampling layers.
+        norm_cfg (dict): Norm of the stem and the downsampling layers;
+            ``requires_grad=False`` freezes its affine weights (with
+            ``norm_eval=True``, the statistics too).
             Defaults to ``dict(type='BN')``.
         drop_path_rate (float): Stochastic depth rate, linear over blocks.
             Defaults to 0.
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
             stages (and their output norms); they stay in eval mode through
-            ``train()``. 0 freezes nothing. Defaults to 0.
+            ``train()``. ``-1`` (mmdet's Swin convention) and ``0``
+            (mmpretrain's ConvNeXt convention) both freeze nothing; note that
+            Swin's ``0`` would freeze its patch embedding alone, which GLNet
+            has no separate setting for. Defaults to 0.
         norm_eval (bool): Keep every BatchNorm in eval mode during training.
             Defaults to False.
         with_cp (bool): Activation checkpointing of each block, trading
@@ -224,10 +207,10 @@ class GLNet(BaseModule):
             raise ValueError(f'out_indices must lie in [-4, 4), got '
                              f'{out_indices}')
         self.out_indices = sorted({i % 4 for i in out_indices})
-        if not 0 <= frozen_stages <= 4:
-            raise ValueError(f'frozen_stages must be in [0, 4], got '
-                             f'{frozen_stages}')
-        self.frozen_stages = frozen_stages
+        if type(frozen_stages) is not int or not -1 <= frozen_stages <= 4:
+            raise ValueError(f'frozen_stages must be an int in [-1, 4], got '
+                             f'{frozen_stages!r}')
+        self.frozen_stages = max(frozen_stages, 0)
         self.norm_eval = norm_eval
         self.with_cp = with_cp
 
@@ -297,17 +280,15 @@ class GLNet(BaseModule):
                     layerscale=spec['layerscale'])
         if mode == 'mha_nchw':
             return MHABlock(**common, **conv)
-        glmix = dict(num_slots=spec['num_slots'], slot_init=spec['slot_init'],
-                     local_dw_ks=spec['local_dw_ks'])
-        ablation = {k: spec[k] for k in _ABLATION_SWITCHES}
-        if (spec['slot_init'] == 'hashing' or any(
-                ablation[k] != ARCH_DEFAULTS[k] for k in ablation)):
-            return GLMixAblationBlock(**common, **conv, **glmix, **ablation)
+        glmix = {k: spec[k] for k in GLMIX_SWITCHES}
         return GLMixBlock(**common, **conv, **glmix)
 
     def init_weights(self):
-        """Load a (converted) pretrained checkpoint or initialise from
-        scratch: truncated-normal linear layers, zero biases."""
+        """Load a pretrained checkpoint (``init_cfg=dict(type='Pretrained',
+        checkpoint=...)``: any path or URL of mmengine's ``CheckpointLoader``,
+        read safely and converted by :mod:`glnet_mm.checkpoint`) or
+        initialise from scratch: truncated-normal linear layers, zero
+        biases."""
         if self.init_cfg is not None and self.init_cfg.get(
                 'type') == 'Pretrained':
             from ..checkpoint import load_pretrained
@@ -360,7 +341,7 @@ class GLNet(BaseModule):
     def _freeze_stages(self):
         for i in range(self.frozen_stages):
             modules = [self.downsample_layers[i], self.stages[i]]
-            if hasattr(self, f'norm{i}'):
+            if getattr(self, f'norm{i}', None) is not None:
                 modules.append(getattr(self, f'norm{i}'))
             for m in modules:
                 m.eval()
