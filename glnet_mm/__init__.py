@@ -1,10 +1,17 @@
-"""GLNet (GLMix) vision backbone for OpenMMLab: mmdet, mmseg and mmpretrain."""
-from .checkpoint import load_pretrained, safe_load
+"""GLNet (GLMix) vision backbone for OpenMMLab: mmdet, mmseg and mmpretrain.
+
+Importing this package needs only torch and mmengine. It registers ``GLNet``
+once, in mmengine's root ``MODELS`` registry, where the ``MODELS`` registries
+of mmdet, mmseg and mmpretrain (its children) find it; nothing else happens
+on import. Safe checkpoint loading for the whole process is a separate,
+explicit switch: :func:`enable_safe_loading`, or ``'glnet_mm.safe_loading'``
+in a config's ``custom_imports``.
+"""
+from .checkpoint import (enable_safe_loading, load_checkpoint,
+                         load_pretrained, safe_load)
 from .models import GLNet, arch_zoo
-from .registry import register_all
 
 __version__ = '0.1.0'
-REGISTERED_IN = register_all()
 
-__all__ = ['GLNet', 'arch_zoo', 'load_pretrained', 'safe_load',
-           'REGISTERED_IN', '__version__']
+__all__ = ['GLNet', 'arch_zoo', 'enable_safe_loading', 'load_checkpoint',
+           'load_pretrained', 'safe_load', '__version__']

@@ -1,39 +1,53 @@
 """Safe checkpoint loading and conversion of the official GLNet weights.
 
-Every checkpoint is read with ``torch.load(weights_only=True)``: no pickled code
-runs. Checkpoints often carry more than tensors, so a short allow-list of
-data-only globals is accepted (numpy scalars and arrays, ``argparse.Namespace``,
-mmengine's ``HistoryBuffer`` for resuming runs...). Objects of the training
-configuration library of the official release (``omegaconf``) are rebuilt as
-inert :class:`OpaqueObject` stand-ins: their state is kept as plain data, their
-code is never imported or run, and omegaconf need not be installed. Any other
-global is refused with an error naming it.
+Reading: every checkpoint is read with ``torch.load(weights_only=True)``, so
+no pickled code runs. Checkpoints often carry more than tensors, so a short
+allow-list of data-only globals is accepted (numpy scalars and arrays,
+``argparse.Namespace``, mmengine's ``HistoryBuffer`` for resuming runs...).
+Objects of the training configuration library of the official release
+(``omegaconf``) are rebuilt as inert :class:`OpaqueObject` stand-ins: their
+state is kept as plain data, their code is never imported or run, and
+omegaconf need not be installed. Any other global is refused, by name.
+
+* :func:`load_checkpoint` reads any path or URL that mmengine's
+  ``CheckpointLoader`` knows (local files, ``http(s)://``,
+  ``torchvision://``, ``open-mmlab://``, file backends such as ``s3://``)
+  through mmengine itself, inside :func:`safe_loading`. GLNet's
+  ``init_cfg=dict(type='Pretrained')`` uses it.
+* :func:`enable_safe_loading` turns the same rules on for the whole process,
+  so that mmengine's own loading (``load_from``, ``resume``) works under
+  torch >= 2.6 and stays safe. It is explicit: a call, or the config line
+  ``custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading'])``
+  that every shipped config carries. Importing :mod:`glnet_mm` does not.
+
+Converting: :func:`convert_official` is a pure state-dict filter from the
+official (or an OpenMMLab) layout to :class:`~glnet_mm.models.GLNet`'s, and
+:func:`load_pretrained` loads the result with clear errors.
 """
-import importlib
+import argparse
+import codecs
+import collections
+import contextlib
+import functools
+import io
 import os
 import os.path as osp
 import pickle
 import re
+import typing
 from collections import OrderedDict
 
 import torch
 
-# Data-only classes and functions allowed in a checkpoint, by pickled name.
-SAFE_GLOBALS = (
-    'argparse.Namespace',
-    'builtins.dict', 'builtins.list', 'builtins.set', 'builtins.tuple',
-    'builtins.int', 'builtins.float', 'builtins.str', 'builtins.bool',
-    'builtins.slice', 'builtins.frozenset', 'builtins.complex',
-    'builtins.bytes', 'builtins.bytearray', '_codecs.encode',
-    'collections.defaultdict', 'collections.OrderedDict',
-    'typing.Any',
-    'numpy.dtype', 'numpy.ndarray',
-    'numpy.core.multiarray.scalar', 'numpy.core.multiarray._reconstruct',
-    'numpy._core.multiarray.scalar', 'numpy._core.multiarray._reconstruct',
-    'mmengine.logging.history_buffer.HistoryBuffer',
-)
-# Namespaces whose objects are restored as inert stand-ins.
-OPAQUE_NAMESPACES = ('omegaconf', )
+# Classes of the official release's training configuration, restored as
+# inert stand-ins (omegaconf 2.x, what a hydra config pickles into).
+OPAQUE_CLASSES = (
+    'omegaconf.dictconfig.DictConfig', 'omegaconf.listconfig.ListConfig',
+    'omegaconf.base.ContainerMetadata', 'omegaconf.base.Metadata',
+    'omegaconf.nodes.AnyNode', 'omegaconf.nodes.StringNode',
+    'omegaconf.nodes.IntegerNode', 'omegaconf.nodes.FloatNode',
+    'omegaconf.nodes.BooleanNode', 'omegaconf.nodes.EnumNode',
+    'omegaconf.nodes.BytesNode', 'omegaconf.nodes.PathNode')
 
 
 class CheckpointError(ValueError):
@@ -65,34 +79,10 @@ class OpaqueObject:
         return f'<opaque {self.pickled_name}>'
 
 
-def _opaque_class(name):
-    return type(name.rsplit('.', 1)[-1], (OpaqueObject, ),
-                dict(pickled_name=name, __module__=__name__))
-
-
-def _import(name):
-    module, _, attr = name.rpartition('.')
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
-
-
-def _numpy_dtype_classes():
-    """numpy 2 rebuilds ``numpy.dtype(...)`` as instances of per-type classes
-    (``Float64DType``...) that the pickle never names; allow them all."""
-    try:
-        import numpy.dtypes
-    except ImportError:
-        return []
-    return [obj for name, obj in vars(numpy.dtypes).items()
-            if name.endswith('DType') and isinstance(obj, type)]
-
-
 def _restricted_getattr(allowed):
     """A ``getattr`` for unpickling: mmengine's ``HistoryBuffer`` pickles its
     statistics methods as ``getattr(HistoryBuffer, 'mean')``. Only public
-    attributes of allow-listed classes resolve; anything else is refused."""
+    attributes of the ``allowed`` classes resolve; anything else is refused."""
 
     def getattr_(obj, name):
         if not (isinstance(obj, type) and obj in allowed
@@ -104,11 +94,115 @@ def _restricted_getattr(allowed):
     return getattr_
 
 
-def safe_load(path, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and the allow-list above.
+@functools.lru_cache(maxsize=None)
+def allowed_globals():
+    """The allow-list, as ``(object, pickled name)`` pairs for
+    :func:`torch.serialization.safe_globals`."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    try:  # numpy 2 moved numpy.core to numpy._core; pickles use both
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray
+    allowed = [(t, f'builtins.{t.__name__}')
+               for t in (dict, list, set, frozenset, tuple, int, float, complex,
+                         str, bytes, bytearray, bool, slice)]
+    allowed += [
+        (argparse.Namespace, 'argparse.Namespace'),
+        (codecs.encode, '_codecs.encode'),
+        (collections.defaultdict, 'collections.defaultdict'),
+        (typing.Any, 'typing.Any'),
+        (np.dtype, 'numpy.dtype'), (np.ndarray, 'numpy.ndarray'),
+        (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
+        (_restricted_getattr({HistoryBuffer}), 'builtins.getattr')]
+    for core in ('numpy.core', 'numpy._core'):
+        allowed += [(multiarray.scalar, f'{core}.multiarray.scalar'),
+                    (multiarray._reconstruct,
+                     f'{core}.multiarray._reconstruct')]
+    # numpy 2 pickles dtypes as instances of per-type classes (Float64DType)
+    allowed += [(obj, f'{obj.__module__}.{obj.__qualname__}')
+                for name, obj in vars(getattr(np, 'dtypes', object)).items()
+                if name.endswith('DType') and isinstance(obj, type)]
+    for name in OPAQUE_CLASSES:
+        stand_in = type(name.rsplit('.', 1)[-1], (OpaqueObject, ),
+                        dict(pickled_name=name, __module__=__name__))
+        allowed.append((stand_in, name))
+    return tuple(allowed)
+
+
+@contextlib.contextmanager
+def safe_loading():
+    """Within this context every ``torch.load`` of the process, mmengine's
+    included, runs with ``weights_only=True`` (even where the caller passed
+    ``False``, as ``torch.hub`` does for downloads) and the allow-list."""
+    names = ('TORCH_FORCE_WEIGHTS_ONLY_LOAD', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD')
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ[names[0]] = '1'
+    os.environ.pop(names[1], None)
+    try:
+        with torch.serialization.safe_globals(list(allowed_globals())):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def enable_safe_loading():
+    """Turn safe loading on for the rest of the process: every ``torch.load``
+    (mmengine's ``load_from``, ``resume`` and ``Pretrained`` init included)
+    reads with ``weights_only=True`` and the allow-list. Idempotent.
+
+    Configs turn it on with ``custom_imports = dict(imports=['glnet_mm',
+    'glnet_mm.safe_loading'])``; the environment variable it sets is
+    inherited by the processes the run starts.
+    """
+    torch.serialization.add_safe_globals(list(allowed_globals()))
+    os.environ.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)
+    os.environ['TORCH_FORCE_WEIGHTS_ONLY_LOAD'] = '1'
+
+
+def _refused_globals(source, error):
+    """Names that ``source`` (a path or bytes) needs beyond the allow-list;
+    from the file when it can be listed, else from torch's message."""
+    allowed = {name for _, name in allowed_globals() if isinstance(name, str)}
+    try:
+        f = io.BytesIO(source) if isinstance(source, bytes) else source
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(f)
+    except Exception:  # a URL, or not a zip checkpoint
+        names = re.findall(r'GLOBAL ([\w.]+)', str(error))
+    return [n for n in names if n not in allowed]
+
+
+def _load_error(source, error):
+    """A :class:`CheckpointError` that says why ``torch.load`` failed."""
+    if 'refused getattr' in str(error):
+        return CheckpointError(f'{_describe(source)}: {error}')
+    refused = (_refused_globals(source, error)
+               if isinstance(error, pickle.UnpicklingError) else [])
+    if refused:
+        return CheckpointError(
+            f'{_describe(source)} needs globals that are not on the safe-load '
+            f'allow-list (refused, nothing was executed): {refused}. If you '
+            'trust the file, add the classes with '
+            'torch.serialization.add_safe_globals.')
+    first_line = str(error).strip().split('\n')[0]
+    return CheckpointError(f'{_describe(source)} is not a readable PyTorch '
+                           f'checkpoint: {first_line}')
+
+
+def _describe(source):
+    return '<bytes>' if isinstance(source, bytes) else str(source)
+
+
+def safe_load(source, map_location='cpu'):
+    """``torch.load`` with ``weights_only=True`` and the allow-list.
 
     Args:
-        path (str | os.PathLike): A local checkpoint file.
+        source (str | os.PathLike | bytes): A local checkpoint file, or the
+            bytes of one.
         map_location: As for :func:`torch.load`. Defaults to ``'cpu'``.
 
     Returns:
@@ -119,56 +213,41 @@ def safe_load(path, map_location='cpu'):
         CheckpointError: The file is not a PyTorch checkpoint, or it needs
             globals outside the allow-list (they are named).
     """
-    path = osp.expanduser(os.fspath(path))
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Checkpoint file not found: {path}')
+    if not isinstance(source, bytes):
+        source = osp.expanduser(os.fspath(source))
+        if not osp.isfile(source):
+            raise FileNotFoundError(f'Checkpoint file not found: {source}')
+    f = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_error = error
-    except Exception as error:  # truncated zip, not a torch file, ...
-        raise CheckpointError(
-            f'{path} is not a readable PyTorch checkpoint: {error}') from error
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        with safe_loading():
+            return torch.load(f, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint: '
-                              f'{first_error}') from error
-    allowed, refused = [], []
-    for name in names:
-        obj = None
-        if name in SAFE_GLOBALS:
-            obj = _import(name)
-        elif name.split('.')[0] in OPAQUE_NAMESPACES:
-            obj = _opaque_class(name)
-        if obj is None and name != 'builtins.getattr':
-            refused.append(name)
-        elif obj is not None:
-            allowed.append((obj, name))
-    if 'builtins.getattr' in names:
-        classes = {obj for obj, _ in allowed if isinstance(obj, type)}
-        allowed.append((_restricted_getattr(classes), 'builtins.getattr'))
-    if 'numpy.dtype' in names:
-        allowed += _numpy_dtype_classes()
-    if refused:
-        raise CheckpointError(
-            f'{path} needs globals that are not on the safe-load allow-list '
-            f'(refused, nothing was executed): {refused}. If you trust the '
-            'file, add the classes with torch.serialization.add_safe_globals.')
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location=map_location, weights_only=True)
+        raise _load_error(source, error) from error
 
 
-def register_mmengine_loader():
-    """Route mmengine's local checkpoint loading (``load_from``, ``resume``,
-    ``Pretrained`` init) through :func:`safe_load`."""
+def load_checkpoint(filename, map_location='cpu', logger='current'):
+    """Read a checkpoint through mmengine's ``CheckpointLoader``, safely.
+
+    Args:
+        filename (str): A local path or any URL scheme mmengine knows
+            (``http(s)://``, ``torchvision://``, ``open-mmlab://``,
+            ``s3://``...).
+        map_location: As for :func:`torch.load`. Defaults to ``'cpu'``.
+        logger: mmengine logger (or name) to report to.
+
+    Returns:
+        The loaded checkpoint.
+    """
     from mmengine.runner.checkpoint import CheckpointLoader
-
-    def load_from_local(filename, map_location):
-        return safe_load(filename, map_location)
-
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
-                                     force=True)
+    filename = os.fspath(filename)
+    try:
+        with safe_loading():
+            return CheckpointLoader.load_checkpoint(
+                filename, map_location=map_location, logger=logger)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        local = osp.expanduser(filename)
+        raise _load_error(local if osp.isfile(local) else filename,
+                          error) from error
 
 
 def extract_state_dict(checkpoint, prefer_ema=True):
@@ -199,14 +278,20 @@ def extract_state_dict(checkpoint, prefer_ema=True):
         f'state dict); its keys are {sorted(checkpoint)[:10]}')
 
 
+# The official classifiers' heads: the linear head, and the token-labeling
+# models' auxiliary head on every token (glnet_4g_tklb, glnet_9g_tklb).
+CLASSIFIER_HEADS = ('head.', 'tklb_aux_head.')
+
+
 def convert_official(state_dict, prefix=None, final_norm='norm3'):
-    """Map official GLNet (or OpenMMLab-saved) weights onto :class:`GLNet`.
+    """Map official GLNet (or OpenMMLab-saved) weights onto :class:`GLNet`:
+    a pure filter of the state dict.
 
     Backbone keys keep their names (the module layout follows the release).
-    The classifier's ``head.*`` is dropped and its final BatchNorm ``norm.*``
-    becomes the last output norm (``norm3.*``). ``module.`` (DDP) and, for
-    checkpoints of OpenMMLab models, ``prefix`` (e.g. ``'backbone.'``) are
-    stripped.
+    The classifier heads (:data:`CLASSIFIER_HEADS`) are dropped and the final
+    BatchNorm ``norm.*`` becomes the last output norm (``norm3.*``).
+    ``module.`` (DDP) and, for checkpoints of OpenMMLab models, ``prefix``
+    (e.g. ``'backbone.'``) are stripped.
 
     Args:
         state_dict (dict): Official or OpenMMLab weights.
@@ -229,7 +314,7 @@ def convert_official(state_dict, prefix=None, final_norm='norm3'):
                                  if k.startswith(prefix))
     converted = OrderedDict()
     for key, value in state_dict.items():
-        if key.startswith('head.'):
+        if key.startswith(CLASSIFIER_HEADS):
             continue
         if key.startswith('norm.') and final_norm:
             key = f'{final_norm}.' + key[len('norm.'):]
@@ -248,7 +333,9 @@ def load_pretrained(model, checkpoint, prefix=None, logger=None,
 
     Args:
         model (torch.nn.Module): A :class:`GLNet`.
-        checkpoint (str | dict): A file path or a loaded checkpoint.
+        checkpoint (str | dict): A path or URL (any scheme of mmengine's
+            ``CheckpointLoader``, read by :func:`load_checkpoint`) or a
+            loaded checkpoint.
         prefix (str, optional): See :func:`convert_official`.
         logger (logging.Logger, optional): Where to report.
         prefer_ema (bool): See :func:`extract_state_dict`.
@@ -256,14 +343,17 @@ def load_pretrained(model, checkpoint, prefix=None, logger=None,
     Returns:
         tuple[list[str], list[str]]: Missing and unexpected keys.
     """
-    source = checkpoint if isinstance(checkpoint, str) else '<dict>'
+    source = '<dict>'
     if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = safe_load(checkpoint)
+        source = os.fspath(checkpoint)
+        checkpoint = load_checkpoint(source, logger=logger or 'current')
     weights, key = extract_state_dict(checkpoint, prefer_ema)
     # The official final norm is a BatchNorm: it only fits a BatchNorm norm3
     # (its affine weights would load into a LayerNorm silently otherwise).
     bn_norm3 = isinstance(getattr(model, 'norm3', None),
                           torch.nn.modules.batchnorm._BatchNorm)
+    heads = sorted({k.split('.')[0] for k in weights
+                    if k.startswith(CLASSIFIER_HEADS)})
     weights = convert_official(weights, prefix,
                                final_norm='norm3' if bn_norm3 else None)
     own = model.state_dict()
@@ -277,8 +367,9 @@ def load_pretrained(model, checkpoint, prefix=None, logger=None,
            if weights[k].shape != own[k].shape]
     if bad:
         raise CheckpointError(
-            f'{source} does not fit this GLNet (arch {getattr(model, "arch", "?")}'
-            f'): {len(bad)} shape mismatches, e.g. {bad[:3]}')
+            f'{source} does not fit this GLNet (arch '
+            f'{getattr(model, "arch", "?")}): {len(bad)} shape mismatches, '
+            f'e.g. {bad[:3]}')
     missing = [k for k in own if k not in weights]
     backbone_missing = [k for k in missing if not re.match(r'norm\d\.', k)]
     if backbone_missing:
@@ -290,6 +381,10 @@ def load_pretrained(model, checkpoint, prefix=None, logger=None,
     if logger is not None:
         logger.info(f'Loaded GLNet weights from {source} [{key}]: '
                     f'{len(matched)} tensors')
+        if heads:
+            logger.info(f'Dropped the ImageNet classifier heads {heads} '
+                        '(tklb_aux_head: the token-labeling auxiliary head); '
+                        'a backbone does not use them')
         if missing:
             logger.warning(f'Not in the checkpoint (kept their init): '
                            f'{missing}')

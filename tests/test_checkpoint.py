@@ -162,6 +162,7 @@ def test_openmmlab_checkpoint_with_backbone_prefix(tmp_path, golden_stl):
 def test_mmengine_runner_checkpoint_loads(tmp_path):
     """What an mmengine runner saves (message hub with HistoryBuffers, numpy
     scalars and arrays) loads through mmengine's own loader, safely."""
+    from glnet_mm.checkpoint import safe_loading
     import numpy as np
     from mmengine.logging import HistoryBuffer, MessageHub
     from mmengine.runner.checkpoint import CheckpointLoader
@@ -173,7 +174,8 @@ def test_mmengine_runner_checkpoint_loads(tmp_path):
     torch.save(dict(meta=dict(seed=np.int64(3), epoch=1),
                     message_hub=hub.state_dict(),
                     state_dict={'w': torch.ones(2)}), path)
-    ckpt = CheckpointLoader.load_checkpoint(str(path))
+    with safe_loading():
+        ckpt = CheckpointLoader.load_checkpoint(str(path))
     loss = ckpt['message_hub']['log_scalars']['train/loss']
     assert isinstance(loss, HistoryBuffer) and loss.mean() == 1.5
     assert ckpt['meta']['seed'] == 3
@@ -194,3 +196,93 @@ def test_getattr_is_restricted(tmp_path):
     torch.save({'meta': buffer, 'x': Sneaky()}, path)
     with pytest.raises(Exception, match='refused getattr'):
         safe_load(path)
+
+
+@pytest.fixture
+def http_root(tmp_path, monkeypatch):
+    """A folder served over HTTP on 127.0.0.1 (a thread of this process),
+    and a fresh download cache."""
+    import functools
+    import http.server
+    import threading
+    root = tmp_path / 'www'
+    root.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f'http://127.0.0.1:{server.server_port}'
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pretrained_over_http(http_root, official_file, golden_stl):
+    """``init_cfg`` with an http URL downloads through mmengine's
+    CheckpointLoader and loads the converted weights."""
+    import shutil
+    root, url = http_root
+    shutil.copy(official_file, root / 'glnet_stl.pth')
+    model = GLNet(arch_from_official(golden_stl['config']), out_norm_cfg=None,
+                  init_cfg=dict(type='Pretrained',
+                                checkpoint=f'{url}/glnet_stl.pth'))
+    model.init_weights()
+    w = golden_stl['state_dict']['downsample_layers.0.0.weight'] + 1  # EMA
+    torch.testing.assert_close(model.downsample_layers[0][0].weight, w)
+
+
+def test_downloads_are_loaded_safely(http_root, tmp_path):
+    """mmengine downloads with ``weights_only=False``; through GLNet they
+    are read with the same safe loading as local files."""
+    root, url = http_root
+    marker = tmp_path / 'pwned'
+
+    class Evil:
+
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}', ))
+
+    torch.save({'model': {}, 'x': Evil()}, root / 'evil.pth')
+    model = GLNet('stl', init_cfg=dict(type='Pretrained',
+                                       checkpoint=f'{url}/evil.pth'))
+    with pytest.raises(CheckpointError, match='system'):
+        model.init_weights()
+    assert not marker.exists()
+
+
+def test_safe_loading_is_explicit(official_file):
+    """mmengine's own loader (``load_from``, ``resume``) reads an official
+    file only once safe loading is turned on: by the config line
+    ``custom_imports=dict(imports=['glnet_mm.safe_loading'])``, never by
+    ``import glnet_mm``."""
+    script = textwrap.dedent(f"""
+        import os, sys, tempfile
+        from mmengine.config import Config
+        from mmengine.runner.checkpoint import CheckpointLoader
+        import glnet_mm
+        try:
+            CheckpointLoader.load_checkpoint({official_file!r})
+        except Exception as error:
+            print('refused before:', type(error).__name__)
+        cfg = os.path.join(tempfile.mkdtemp(), 'cfg.py')
+        with open(cfg, 'w') as f:
+            f.write("custom_imports = dict(imports=['glnet_mm.safe_loading'])")
+        Config.fromfile(cfg)
+        ckpt = CheckpointLoader.load_checkpoint({official_file!r})
+        print('loaded after:', sorted(ckpt)[:3], type(ckpt['args']).__name__)
+        print(os.environ['TORCH_FORCE_WEIGHTS_ONLY_LOAD'])
+    """)
+    env = dict(os.environ)  # as a fresh shell: without the switch
+    env.pop('TORCH_FORCE_WEIGHTS_ONLY_LOAD', None)
+    out = subprocess.run([sys.executable, '-c', script], cwd=REPO,
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines()
+             if ' - mmengine - ' not in line]  # mmengine's log lines
+    assert lines == [
+        'refused before: UnpicklingError',
+        "loaded after: ['args', 'epoch', 'model'] DictConfig", '1']

@@ -1,4 +1,5 @@
 """GLNet in the three OpenMMLab registries and inside upstream models."""
+import os
 import subprocess
 import sys
 
@@ -7,35 +8,91 @@ import torch
 from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
-import glnet_mm
+from conftest import REPO
+
 from glnet_mm import GLNet
 
 TINY = dict(depths=[1, 1, 2, 1], channels=[32, 64, 96, 128])
 
 
-@pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])
+TOOLBOXES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def run(script, env=None):
+    """Run ``script`` in a fresh interpreter (without the safe-loading switch
+    that configs loaded by earlier tests set here); its stdout."""
+    env = dict(env or os.environ)
+    env.pop('TORCH_FORCE_WEIGHTS_ONLY_LOAD', None)
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_import_has_no_side_effects():
+    """``import glnet_mm`` imports no toolbox, registers GLNet once in
+    mmengine's root registry and leaves checkpoint loading alone."""
+    out = run('import os, sys, torch\n'
+              'from mmengine.runner.checkpoint import CheckpointLoader\n'
+              'schemes = dict(CheckpointLoader._schemes)\n'
+              'safe = list(torch.serialization.get_safe_globals())\n'
+              'import glnet_mm\n'
+              "print(sorted(m for m in ('mmdet', 'mmseg', 'mmpretrain', "
+              "'mmcv') if m in sys.modules))\n"
+              'print(dict(CheckpointLoader._schemes) == schemes, '
+              'torch.serialization.get_safe_globals() == safe, '
+              "'TORCH_FORCE_WEIGHTS_ONLY_LOAD' in os.environ)\n"
+              'from mmengine.registry import MODELS\n'
+              "print(MODELS.get('GLNet') is glnet_mm.GLNet)\n")
+    assert out.split('\n')[:3] == ['[]', 'True True False', 'True']
+
+
+@pytest.mark.parametrize('scope', TOOLBOXES)
 def test_each_registry_builds_glnet(scope):
-    assert scope in glnet_mm.REGISTERED_IN
+    """Each toolbox finds GLNet through its registry's parent (mmengine's
+    root), by plain and by scoped name; nothing was registered in the
+    toolbox itself."""
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    assert 'GLNet' not in registry.module_dict
+    init_default_scope(scope)
     model = registry.build(dict(type='GLNet', arch='4g', out_indices=(2, 3)))
     assert isinstance(model, GLNet)
     assert model.out_indices == [2, 3]
+    assert registry.get('mmengine.GLNet') is GLNet
 
 
-def test_custom_imports_in_a_config(tmp_path):
+@pytest.mark.parametrize('scope', TOOLBOXES)
+def test_custom_imports_in_a_config(tmp_path, scope):
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text(
         "custom_imports = dict(imports=['glnet_mm'], "
         "allow_failed_imports=False)\n"
+        f"default_scope = {scope!r}\n"
         "model = dict(type='GLNet', arch='stl')\n")
-    script = ('from mmengine.config import Config\n'
-              'from mmdet.registry import MODELS\n'
+    out = run('from mmengine.config import Config\n'
+              'from mmengine.registry import init_default_scope\n'
+              f'from {scope}.registry import MODELS\n'
               f'cfg = Config.fromfile({str(cfg_file)!r})\n'
+              'init_default_scope(cfg.default_scope)\n'
               'print(type(MODELS.build(cfg.model)).__name__)\n')
-    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
-                         text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == 'GLNet'
+    assert out.strip() == 'GLNet'
+
+
+def test_a_broken_toolbox_does_not_break_glnet(tmp_path):
+    """mmdet 3.3 / mmseg 1.2 raise AssertionError at import on an mmcv they
+    do not accept: GLNet still imports and builds."""
+    for name in ('mmdet', 'mmseg'):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / '__init__.py').write_text(
+            "raise AssertionError('MMCV==2.2.0 is used but incompatible')\n")
+    out = run('import glnet_mm, torch\n'
+              'from mmengine.registry import MODELS\n'
+              "m = MODELS.build(dict(type='GLNet', arch='stl')).eval()\n"
+              'print(len(m(torch.randn(1, 3, 64, 64))))\n'
+              'try:\n    import mmdet\n'
+              'except AssertionError:\n    print("mmdet broken")\n',
+              env=dict(os.environ, PYTHONPATH=f'{tmp_path}:{REPO}'))
+    assert out.split() == ['4', 'mmdet', 'broken']
 
 
 def swap_backbone(cfg, channels):
@@ -110,7 +167,6 @@ def test_model_code_imports_without_mmcv():
               "for m in ('mmcv', 'mmdet', 'mmseg', 'mmpretrain'):\n"
               '    sys.modules[m] = None\n'
               'import torch, glnet_mm\n'
-              "assert glnet_mm.REGISTERED_IN == [], glnet_mm.REGISTERED_IN\n"
               "m = glnet_mm.GLNet('stl').eval()\n"
               'print([tuple(o.shape) for o in m(torch.randn(1, 3, 64, 64))])\n'
               'from glnet_mm.analysis import count_flops\n'

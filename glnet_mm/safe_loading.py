@@ -1,0 +1,15 @@
+"""Import this module to turn on safe checkpoint loading for the process.
+
+It is the config form of :func:`glnet_mm.checkpoint.enable_safe_loading`::
+
+    custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading'],
+                          allow_failed_imports=False)
+
+Every ``torch.load`` of the run (mmengine's ``load_from``, ``resume`` and
+``Pretrained`` init included) then reads with ``weights_only=True`` and the
+project's allow-list, which is also what lets mmengine resume its own
+checkpoints under torch >= 2.6.
+"""
+from .checkpoint import enable_safe_loading
+
+enable_safe_loading()
