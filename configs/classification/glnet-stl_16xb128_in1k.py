@@ -6,8 +6,9 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/glnet.py',
 ]
-custom_imports = dict(imports=['glnet_mm'], allow_failed_imports=False)
+custom_imports = {{_base_.glnet_custom_imports}}
 
 # The official classifier layout: last stage, BatchNorm, average pool, linear.
 model = dict(
@@ -22,10 +23,9 @@ model = dict(
 
 # 16 GPUs x 128 images = 2048, AdamW lr 2e-3 at that batch size.
 train_dataloader = dict(batch_size=128)
-# No decay on norms, biases and other <= 1-d parameters (the base's rules),
-# including GLMix's 0-d clustering temperature.
+# The authors' weight-decay rule (configs/_base_/glnet.py).
 optim_wrapper = dict(
     optimizer=dict(lr=2e-3, weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={'.slot_scale': dict(decay_mult=0.0)}),
+    paramwise_cfg={{_base_.glnet_paramwise_cfg}},
     clip_grad=dict(max_norm=5.0))
 auto_scale_lr = dict(base_batch_size=2048)

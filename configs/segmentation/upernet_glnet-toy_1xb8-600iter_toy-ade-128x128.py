@@ -4,7 +4,12 @@
 # lighter decode/auxiliary heads, 128x128 crops and a 600-iteration schedule.
 # The model, the data format and the evaluation are the real ones.
 _base_ = './upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['glnet_mm', 'glnet_mm.datasets.toy_ade'])
+custom_imports = dict(
+    imports=[
+        'glnet_mm', 'glnet_mm.safe_loading',
+        'glnet_mm.datasets.toy_ade_dataset'
+    ],
+    allow_failed_imports=False)
 
 crop_size = (128, 128)
 num_classes = 6

@@ -7,7 +7,7 @@ _base_ = [
     'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_amp-ms-crop-3x_coco.py',
     './glnet.py',
 ]
-custom_imports = dict(imports=['glnet_mm'], allow_failed_imports=False)
+custom_imports = {{_base_.glnet_custom_imports}}
 model = dict(backbone={{_base_.glnet_backbone}})
 optim_wrapper = {{_base_.glnet_optim_wrapper}}
 auto_scale_lr = dict(enable=True, base_batch_size=16)

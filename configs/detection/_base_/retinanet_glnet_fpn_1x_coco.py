@@ -7,7 +7,7 @@ _base_ = [
     'mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py',
     './glnet.py',
 ]
-custom_imports = dict(imports=['glnet_mm'], allow_failed_imports=False)
+custom_imports = {{_base_.glnet_custom_imports}}
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -7,19 +7,15 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
-    './glnet.py',
+    '../../_base_/glnet.py',
 ]
+custom_imports = {{_base_.glnet_custom_imports}}
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='GLNet',
-        out_indices=(0, 1, 2, 3),
-        norm_cfg=dict(type='SyncBN'),
-        init_cfg=dict(type='Pretrained')),
+    backbone={{_base_.glnet_backbone}},
     decode_head=dict(num_classes=150))
 optim_wrapper = dict(
     _delete_=True,

@@ -5,15 +5,11 @@
 # drop-path rate, the checkpoint and the head input channels.
 _base_ = [
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',  # noqa: E501
-    './glnet.py',
+    '../../_base_/glnet.py',
 ]
+custom_imports = {{_base_.glnet_custom_imports}}
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='GLNet',
-        out_indices=(0, 1, 2, 3),
-        norm_cfg=dict(type='SyncBN'),
-        init_cfg=dict(type='Pretrained')))
+    backbone={{_base_.glnet_backbone}})
 optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',

@@ -1,0 +1,48 @@
+# GLNet settings shared by every detection, segmentation and classification
+# config of this project: each task's configs inherit this file (through their
+# folder's _base_), so each setting lives here once.
+
+# Register GLNet (import glnet_mm: torch + mmengine only) and turn on safe
+# checkpoint loading for the run (weights_only with the project's allow-list,
+# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint.py).
+# Each task's base sets `custom_imports = {{_base_.glnet_custom_imports}}`
+# (an upstream base may have its own custom_imports, and mmengine refuses the
+# same key in two bases).
+glnet_custom_imports = dict(
+    imports=['glnet_mm', 'glnet_mm.safe_loading'], allow_failed_imports=False)
+
+# The official ImageNet-1k checkpoints of the GLNet release (the files as
+# released; they are converted on load). Set the paths here, once.
+glnet_stl_checkpoint = 'checkpoints/glnet_stl.pth'
+glnet_4g_checkpoint = 'checkpoints/glnet_4g.pth'
+glnet_9g_checkpoint = 'checkpoints/glnet_9g.pth'
+glnet_16g_checkpoint = 'checkpoints/glnet_16g.pth'
+
+# The backbone of the dense-prediction configs, in place of the upstream one
+# (the per-size configs set arch, drop path and checkpoint): all four stages,
+# SyncBN in the stem and the downsampling layers (a 1-process run turns it
+# back into BN).
+glnet_backbone = dict(
+    _delete_=True,
+    type='GLNet',
+    out_indices=(0, 1, 2, 3),
+    norm_cfg=dict(type='SyncBN'),
+    init_cfg=dict(type='Pretrained'))
+
+# Weight decay, in every task: the rule of the authors' ImageNet optimiser.
+# No decay on 1-d parameters (norms, conv and linear biases, 1-d layer
+# scales), on biases, and on parameters named *.gamma / *.beta (the layer
+# scales, whatever their shape). Everything else is decayed, the 0-d GLMix
+# clustering scale `slot_scale`, the learned slots `init_slots` and the conv
+# position embeddings included. tests/test_param_groups.py checks the groups
+# that every shipped recipe builds. (The ImageNet recipe merges this into the
+# Swin schedule's rules, whose extra keys, relative position bias tables and
+# absolute position embeddings, match only the W-MHSA ablation.)
+glnet_paramwise_cfg = dict(
+    norm_decay_mult=0.,
+    bias_decay_mult=0.,
+    flat_decay_mult=0.,
+    custom_keys={
+        '.gamma': dict(decay_mult=0.),
+        '.beta': dict(decay_mult=0.),
+    })

@@ -1,0 +1,86 @@
+"""Weight decay of every shipped recipe: the authors' rule, in every task.
+
+No decay on 1-d parameters, on biases and on parameters named ``*.gamma`` /
+``*.beta`` (layer scales, whatever their shape); everything else decays, the
+0-d ``slot_scale``, the 3-d ``init_slots`` and the conv position embeddings
+included (configs/_base_/glnet.py).
+"""
+import glob
+import os.path as osp
+
+import pytest
+from conftest import REPO
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+CONFIGS = osp.join(REPO, 'configs')
+SHIPPED = sorted(
+    p for p in glob.glob(osp.join(CONFIGS, '*', '*.py')) +
+    glob.glob(osp.join(CONFIGS, 'classification', 'ablations', '*.py'))
+    if 'toy' not in osp.basename(p) and '_base_' not in p)
+# One model per recipe, chosen to hold every kind of GLNet parameter: 4-d and
+# 1-d layer scales (16G), learned slots (paramslot), conv position
+# embeddings (4G), window-attention bias tables (an ablation).
+BUILT = [  # task, config, a parameter name it must hold
+    ('classification', 'glnet-16g_16xb128_in1k.py', 'ls1.gamma'),
+    ('classification', 'glnet-stl-paramslot_16xb128_in1k.py', 'init_slots'),
+    ('classification', 'ablations/glnet-stl-local-wmhsa-w7_16xb128_in1k.py',
+     'relative_position_bias_table'),
+    ('detection', 'mask-rcnn_glnet-stl_fpn_1x_coco.py', 'slot_scale'),
+    ('detection', 'cascade-mask-rcnn_glnet-4g_fpn_4conv1fc-giou_'
+     'ms-crop-3x_coco.py', 'pos_conv.weight'),
+    ('detection', 'retinanet_glnet-stl_fpn_1x_coco.py', 'slot_scale'),
+    ('segmentation', 'upernet_glnet-4g_8xb2-160k_ade20k-512x512.py',
+     'pos_conv.weight'),
+    ('segmentation', 'fpn_glnet-stl_8xb2-80k_ade20k-512x512.py',
+     'slot_scale'),
+]
+SCOPES = dict(classification='mmpretrain', detection='mmdet',
+              segmentation='mmseg')
+
+
+def authors_rule(name, param):
+    """True where the authors' optimiser applies weight decay."""
+    return not (param.ndim == 1 or name.endswith('.bias')
+                or name.endswith(('.gamma', '.beta')))
+
+
+def test_every_recipe_uses_the_shared_rule():
+    shared = Config.fromfile(osp.join(CONFIGS, '_base_', 'glnet.py'))
+    assert len(SHIPPED) > 40
+    for path in SHIPPED:
+        cfg = Config.fromfile(path)
+        paramwise = cfg.optim_wrapper.paramwise_cfg
+        for key, value in shared.glnet_paramwise_cfg.items():
+            if key == 'custom_keys':  # ImageNet: merged into Swin's keys
+                for name, rule in value.items():
+                    assert paramwise.custom_keys[name] == rule, (path, name)
+            else:
+                assert paramwise[key] == value, (path, key)
+        assert 'glnet_mm.safe_loading' in cfg.custom_imports.imports, path
+
+
+@pytest.mark.parametrize('task, config, holds', BUILT,
+                         ids=[c for _, c, _ in BUILT])
+def test_param_groups(task, config, holds):
+    init_default_scope(SCOPES[task])
+    cfg = Config.fromfile(osp.join(CONFIGS, task, config))
+    cfg.model.backbone.init_cfg = None
+    registry = __import__(f'{SCOPES[task]}.registry', fromlist=['MODELS'])
+    model = registry.MODELS.build(cfg.model)
+    cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU; same groups
+    cfg.optim_wrapper.pop('loss_scale', None)
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    base = optimizer.defaults['weight_decay']
+    assert base > 0
+    decay = {id(p): g['weight_decay'] for g in optimizer.param_groups
+             for p in g['params']}
+    checked = []
+    for name, param in model.named_parameters():
+        expected = base if authors_rule(name, param) else 0.
+        if name.endswith('relative_position_bias_table'):
+            expected = 0.  # Swin's schedule: the W-MHSA ablation only
+        assert decay[id(param)] == pytest.approx(expected), name
+        checked.append(name)
+    assert any(n.endswith(holds) for n in checked), holds
