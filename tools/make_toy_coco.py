@@ -1,8 +1,7 @@
-"""Generate the toy COCO instance-segmentation dataset (see
-glnet_mm/datasets/toy_coco.py).
+"""Generate the toy coco dataset (glnet_mm/datasets/toy_coco.py).
 
-    python tools/make_toy_coco.py [data/toy_coco] [--num-train 320]
-        [--num-val 64] [--size 160 160] [--seed 0] [--force]
+    python tools/make_toy_coco.py [OUT_DIR] [--num-train N] [--num-val N]
+        [--size H [W]] [--seed S] [--force]
 """
 from glnet_mm.datasets.toy_coco import main
 

@@ -24,9 +24,9 @@ import os
 import os.path as osp
 
 import numpy as np
-from mmseg.datasets import ADE20KDataset
-from mmseg.registry import DATASETS
 from PIL import Image, ImageDraw
+
+from .common import as_size, check_counts, generator_main, prepare_out_dir
 
 TOY_ADE_CLASSES = ('sky', 'grass', 'water', 'brick', 'sand', 'road')
 TOY_ADE_PALETTE = [[70, 130, 180], [60, 180, 75], [0, 60, 200],
@@ -137,12 +137,7 @@ def render_toy_scene(rng, height=128, width=160):
     return image, label
 
 
-def make_toy_ade(out_dir,
-                 num_train=240,
-                 num_val=60,
-                 height=128,
-                 width=160,
-                 seed=0,
+def make_toy_ade(out_dir, num_train=240, num_val=60, size=(128, 160), seed=0,
                  force=False):
     """Write a toy ADE dataset (see the module docstring) to ``out_dir``.
 
@@ -150,8 +145,8 @@ def make_toy_ade(out_dir,
         out_dir (str): Root folder, e.g. ``data/toy_ade``.
         num_train (int): Training images. Defaults to 240.
         num_val (int): Validation images. Defaults to 60.
-        height (int): Image height. Defaults to 128.
-        width (int): Image width. Defaults to 160.
+        size (int | tuple[int, int]): Image ``(height, width)``.
+            Defaults to ``(128, 160)``.
         seed (int): Seed of the whole dataset. Defaults to 0.
         force (bool): Write into a non-empty ``out_dir`` (the files of the
             toy dataset are rewritten, other files are left alone).
@@ -160,18 +155,9 @@ def make_toy_ade(out_dir,
     Returns:
         dict: Number of images written per split.
     """
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f'num_train and num_val must be >= 1, got '
-                         f'{num_train} and {num_val}')
-    if height < 64 or width < 64:
-        raise ValueError(f'images must be at least 64x64, got {height}x'
-                         f'{width}')
-    if osp.isfile(out_dir):
-        raise FileExistsError(f'{out_dir} is a file, not a folder')
-    if osp.isdir(out_dir) and os.listdir(out_dir) and not force:
-        raise FileExistsError(
-            f'{out_dir} exists and is not empty; pass force=True (--force) '
-            'to write the toy dataset into it anyway')
+    height, width = as_size(size, minimum=64)
+    check_counts(num_train, num_val)
+    prepare_out_dir(out_dir, force)
     counts = {}
     for split, num in (('train', num_train), ('val', num_val)):
         folder, split_id = SPLITS[split]
@@ -190,12 +176,7 @@ def make_toy_ade(out_dir,
     return counts
 
 
-@DATASETS.register_module()
-class ToyADEDataset(ADE20KDataset):
-    """The toy ADE dataset: ADE20K's layout and ``reduce_zero_label``
-    semantics with the six classes of :data:`TOY_ADE_CLASSES`.
-
-    Args:
-        **kwargs: See :class:`mmseg.datasets.ADE20KDataset`.
-    """
-    METAINFO = dict(classes=TOY_ADE_CLASSES, palette=TOY_ADE_PALETTE)
+def main(argv=None):
+    """``tools/make_toy_ade.py``."""
+    generator_main(make_toy_ade, 'Toy ADE semantic segmentation (ADE20K '
+                   'layout).', 'data/toy_ade', 240, 60, (128, 160), argv)

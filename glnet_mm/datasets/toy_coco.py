@@ -21,7 +21,6 @@ Command line (see ``tools/make_toy_coco.py``)::
 
     python -m glnet_mm.datasets.toy_coco data/toy_coco
 """
-import argparse
 import json
 import math
 import os
@@ -30,6 +29,8 @@ import os.path as osp
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+from .common import as_size, check_counts, generator_main, prepare_out_dir
 
 CLASSES = ('circle', 'square', 'triangle', 'ring')
 PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48)]
@@ -192,7 +193,6 @@ def _write_split(out_dir, split, num_images, seed, size):
     ann_file = osp.join(out_dir, 'annotations', f'instances_{split}.json')
     with open(ann_file, 'w') as f:
         json.dump(coco, f)
-    return ann_file, len(annotations)
 
 
 def make_toy_coco(out_dir, num_train=320, num_val=64, size=(160, 160),
@@ -210,54 +210,25 @@ def make_toy_coco(out_dir, num_train=320, num_val=64, size=(160, 160),
             names are replaced). Defaults to False.
 
     Returns:
-        dict: ``split -> (annotation file, number of instances)``.
+        dict: Number of images written per split.
 
     Raises:
         FileExistsError: ``out_dir`` is not empty and ``force`` is False.
         ValueError: Bad counts or size.
     """
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 32:
-        raise ValueError(f'size must be (height, width), both >= 32; got '
-                         f'{size}')
-    for name, n in (('num_train', num_train), ('num_val', num_val)):
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f'{name} must be a positive int, got {n!r}')
-    if osp.isdir(out_dir) and os.listdir(out_dir) and not force:
-        raise FileExistsError(
-            f'{out_dir} exists and is not empty; choose another folder or '
-            'pass force=True (--force) to overwrite the toy files in it')
-    if osp.exists(out_dir) and not osp.isdir(out_dir):
-        raise FileExistsError(f'{out_dir} exists and is not a folder')
+    size = as_size(size, minimum=32)
+    check_counts(num_train, num_val)
+    prepare_out_dir(out_dir, force)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
-    return {
-        split: _write_split(out_dir, split, n, seed, size)
-        for split, n in zip(SPLITS, (num_train, num_val))
-    }
+    for split, n in zip(SPLITS, (num_train, num_val)):
+        _write_split(out_dir, split, n, seed, size)
+    return dict(zip(SPLITS, (num_train, num_val)))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Generate the toy COCO instance-segmentation dataset.')
-    parser.add_argument('out_dir', nargs='?', default='data/toy_coco',
-                        help='output folder (default: data/toy_coco)')
-    parser.add_argument('--num-train', type=int, default=320)
-    parser.add_argument('--num-val', type=int, default=64)
-    parser.add_argument('--size', type=int, nargs=2, default=(160, 160),
-                        metavar=('H', 'W'), help='image size')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--force', action='store_true',
-                        help='write into a non-empty folder')
-    args = parser.parse_args(argv)
-    try:
-        written = make_toy_coco(args.out_dir, args.num_train, args.num_val,
-                                tuple(args.size), args.seed, args.force)
-    except (FileExistsError, ValueError) as error:
-        parser.error(str(error))
-    for split, (ann_file, n) in written.items():
-        print(f'{split}: {ann_file} ({n} instances)')
+    """``tools/make_toy_coco.py``."""
+    generator_main(make_toy_coco, 'Toy COCO instance segmentation.',
+                   'data/toy_coco', 320, 64, (160, 160), argv)
 
 
 if __name__ == '__main__':

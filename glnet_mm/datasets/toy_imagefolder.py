@@ -22,6 +22,8 @@ import os.path as osp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .common import as_size, check_counts, generator_main, prepare_out_dir
+
 TOY_SHAPES_CLASSES = ('circle', 'square', 'triangle', 'stripes', 'checker',
                       'dots')
 SPLITS = dict(train=0, val=1)
@@ -103,11 +105,7 @@ def render_toy_shape(name, rng, size=32):
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_toy_imagefolder(out_dir,
-                         num_train=500,
-                         num_val=50,
-                         size=32,
-                         seed=0,
+def make_toy_imagefolder(out_dir, num_train=500, num_val=50, size=32, seed=0,
                          force=False):
     """Write the toy shapes dataset (see the module docstring).
 
@@ -115,7 +113,8 @@ def make_toy_imagefolder(out_dir,
         out_dir (str): Root folder, e.g. ``data/toy_shapes``.
         num_train (int): Training images per class. Defaults to 500.
         num_val (int): Validation images per class. Defaults to 50.
-        size (int): Image side. Defaults to 32.
+        size (int | tuple[int, int]): Image side; square images only.
+            Defaults to 32.
         seed (int): Seed of the whole dataset. Defaults to 0.
         force (bool): Write into a non-empty ``out_dir`` (the toy images are
             rewritten, other files are left alone). Defaults to False.
@@ -123,17 +122,12 @@ def make_toy_imagefolder(out_dir,
     Returns:
         dict: Number of images written per split.
     """
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f'num_train and num_val must be >= 1, got '
-                         f'{num_train} and {num_val}')
-    if size < 32:
-        raise ValueError(f'size must be at least 32, got {size}')
-    if osp.isfile(out_dir):
-        raise FileExistsError(f'{out_dir} is a file, not a folder')
-    if osp.isdir(out_dir) and os.listdir(out_dir) and not force:
-        raise FileExistsError(
-            f'{out_dir} exists and is not empty; pass force=True (--force) '
-            'to write the toy dataset into it anyway')
+    height, width = as_size(size, minimum=32)
+    if height != width:
+        raise ValueError(f'toy shapes are square: size must be one side, got '
+                         f'{height}x{width}')
+    check_counts(num_train, num_val)
+    prepare_out_dir(out_dir, force)
     counts = {}
     for split, num in (('train', num_train), ('val', num_val)):
         for label, name in enumerate(TOY_SHAPES_CLASSES):
@@ -141,7 +135,14 @@ def make_toy_imagefolder(out_dir,
             os.makedirs(folder, exist_ok=True)
             for i in range(num):
                 rng = np.random.default_rng([seed, SPLITS[split], label, i])
-                Image.fromarray(render_toy_shape(name, rng, size)).save(
+                Image.fromarray(render_toy_shape(name, rng, height)).save(
                     osp.join(folder, f'{name}_{i:05d}.png'))
         counts[split] = num * len(TOY_SHAPES_CLASSES)
     return counts
+
+
+def main(argv=None):
+    """``tools/make_toy_imagefolder.py``."""
+    generator_main(make_toy_imagefolder, 'Toy shapes image-folder '
+                   'classification (6 classes; counts per class).',
+                   'data/toy_shapes', 500, 50, (32, ), argv)

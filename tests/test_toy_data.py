@@ -1,0 +1,47 @@
+"""The toy-data generators share one command line and one output guard, and
+each imports only what it needs (no OpenMMLab toolbox)."""
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+GENERATORS = ('toy_coco', 'toy_ade', 'toy_imagefolder')
+
+
+@pytest.mark.parametrize('name', GENERATORS)
+def test_generator_imports_no_toolbox(name):
+    script = (f'import sys, glnet_mm.datasets.{name}\n'
+              "print(sorted(m for m in ('mmcv', 'mmdet', 'mmseg', "
+              "'mmpretrain') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[]'
+
+
+@pytest.mark.parametrize('name', GENERATORS)
+def test_one_command_line_and_guard(name, tmp_path, capsys):
+    main = importlib.import_module(f'glnet_mm.datasets.{name}').main
+    out = tmp_path / 'data'
+    main([str(out), '--num-train', '1', '--num-val', '1', '--size', '64'])
+    assert 'train images' in capsys.readouterr().out
+    written = sorted(os.listdir(out))
+    (out / 'notes.txt').write_text('mine')
+    with pytest.raises(SystemExit):
+        main([str(out), '--num-train', '1', '--num-val', '1'])
+    assert 'not empty' in capsys.readouterr().err
+    main([str(out), '--num-train', '1', '--num-val', '1', '--size', '64',
+          '--force'])
+    assert (out / 'notes.txt').read_text() == 'mine'
+    assert sorted(os.listdir(out)) == sorted(written + ['notes.txt'])
+    for bad in (['--num-val', '0'], ['--size', '8'], ['--size', '1', '2',
+                                                       '3']):
+        with pytest.raises(SystemExit):
+            main([str(tmp_path / 'bad'), *bad])
+        assert 'error' in capsys.readouterr().err
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / 'file')])
+    assert 'not a folder' in capsys.readouterr().err
