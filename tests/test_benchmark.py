@@ -1,0 +1,113 @@
+"""tools/benchmark.py (on glnet_mm/benchmark.py) in its smoke mode: every
+task runs, compares against a baseline and writes its rows; no timing is
+asserted."""
+import csv
+import importlib
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+
+from glnet_mm import benchmark as harness
+
+SEG_TOY = osp.join(REPO, 'configs', 'segmentation',
+                   'upernet_glnet-toy_1xb8-600iter_toy-ade-128x128.py')
+DET_TOY = osp.join(REPO, 'configs', 'detection',
+                   'mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py')
+
+
+@pytest.fixture(scope='module')
+def bench():
+    # importable by name: the spawned memory processes import it too
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    try:
+        yield importlib.import_module('benchmark')
+    finally:
+        sys.path.remove(osp.join(REPO, 'tools'))
+
+
+def test_backbone_smoke_with_memory_and_json(bench, tmp_path, capsys):
+    out = tmp_path / 'rows.json'
+    rows = bench.main(['backbone', '--models', 'swin-t', 'glnet-stl',
+                       'glnet-stl-local', '--size', '64', '--batch', '2',
+                       '--smoke', '--memory', '--threads', '1', '--out',
+                       str(out)])
+    assert [r['model'] for r in rows] == ['swin-t', 'glnet-stl',
+                                         'glnet-stl-local']
+    for row in rows:
+        assert row['images_per_s'] > 0 and row['train_mem_gib'] > 0
+        assert row['images_per_s_vs_baseline'] == pytest.approx(
+            row['images_per_s'] / rows[0]['images_per_s'])
+    # the local-only ablation has fewer parameters than GLNet-STL
+    assert rows[2]['params_m'] < rows[1]['params_m']
+    saved = json.loads(out.read_text())
+    assert saved['rows'] == json.loads(json.dumps(rows))
+    assert saved['meta']['threads'] == 1 and saved['meta']['machine']
+    table = capsys.readouterr().out
+    assert '| glnet-stl-local |' in table and 'x)' in table
+    with pytest.raises(SystemExit):  # never overwrites
+        bench.main(['backbone', '--smoke', '--out', str(out)])
+
+
+def test_classifier_training_step_bf16_csv(bench, tmp_path):
+    out = tmp_path / 'rows.csv'
+    rows = bench.main(['classifier', '--models', 'convnext-t', 'glnet-4g',
+                       '--baseline', 'convnext-t', '--size', '64',
+                       '--batch', '2', '--mode', 'train', '--precision',
+                       'bf16', '--channels-last', '--smoke', '--out',
+                       str(out)])
+    assert all(r['mode'] == 'train' and r['precision'] == 'bf16'
+               for r in rows)
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith('# machine:')
+    table = list(csv.DictReader(line for line in lines
+                                if not line.startswith('#')))
+    assert [r['model'] for r in table] == ['convnext-t', 'glnet-4g']
+
+
+def test_detector_and_segmentor_smoke(bench):
+    det = bench.main(['detector', '--models', f'toy={DET_TOY}', '--size',
+                      '128', '160', '--smoke', '--threads', '1'])
+    seg = bench.main(['segmentor', '--models', f'toy={SEG_TOY}',
+                      f'again={SEG_TOY}', '--baseline', 'toy', '--size',
+                      '128', '--smoke', '--mode', 'train', '--batch', '2',
+                      '--threads', '1'])
+    assert det[0]['images_per_s'] > 0 and det[0]['task'] == 'detector'
+    assert seg[0]['params_m'] == seg[1]['params_m']
+    assert 'images_per_s_vs_baseline' in seg[1]
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['backbone', '--models', 'nope'], 'unknown model'),
+    (['detector', '--models', 'convnext-t'], 'no detector config'),
+    (['segmentor', '--models', 'x=/no/such.py'], 'does not exist'),
+    (['backbone', '--models', 'x=/no/such.py'], 'detector/segmentor'),
+    (['backbone', '--size', '8'], 'at least 32'),
+    (['backbone', '--precision', 'fp16'], 'CUDA'),
+    (['backbone', '--out', 'rows.txt'], '.json or .csv'),
+])
+def test_bad_arguments_are_named(bench, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_harness_interleaves_and_summarises():
+    order = []
+    times = harness.time_interleaved(
+        dict(a=lambda: order.append('a'), b=lambda: order.append('b')),
+        rounds=3, warmup=1, device='cpu')
+    assert order == ['a', 'b'] * 4
+    assert [len(t) for t in times.values()] == [3, 3]
+    summary = harness.summarise([2.0, 1.0, 4.0], images=8)
+    assert summary == dict(images_per_s=4.0, best_images_per_s=8.0,
+                           rounds=3)
+    rows = harness.add_ratios(
+        [dict(model='a', images_per_s=2.0), dict(model='b',
+                                                images_per_s=3.0)],
+        'a', ('images_per_s', ))
+    assert rows[1]['images_per_s_vs_baseline'] == 1.5
+    assert torch.get_num_threads() >= 1

@@ -1,0 +1,402 @@
+"""Speed and memory of GLNet beside Swin-T and ConvNeXt-T, in one run.
+
+One tool for every figure, on the harness of ``glnet_mm/benchmark.py``
+(interleaved rounds, median and best images/s, training-step peak memory in
+a fresh process per model, Markdown table, JSON/CSV rows). Weights are
+random: speed does not depend on them.
+
+Tasks (what a model is):
+
+* ``backbone``: the backbone alone, four feature maps (strides 4-32), the
+  way detectors and segmentors use it. Swin-T and ConvNeXt-T are
+  mmpretrain's (the architecture mmdet and mmseg use too).
+* ``classifier``: mmpretrain's ``ImageClassifier`` (backbone, pooling,
+  1000-class head), GLNet in the official classifier layout.
+* ``detector``: the Mask R-CNN of the shipped COCO configs (mmdet's own
+  Swin-T config as the baseline), ``predict`` with post-processing.
+* ``segmentor``: the UPerNet of the shipped ADE20K configs (mmseg's Swin-T
+  UPerNet), ``whole`` or ``slide`` inference.
+
+Models: ``glnet-stl``, ``glnet-stl-paramslot``, ``glnet-4g``, ``glnet-9g``,
+``glnet-16g``, ``glnet-stl-local`` (the local-branch-only ablation),
+``swin-t``, ``convnext-t`` (not a detector/segmentor preset), or
+``NAME=CONFIG`` (detector/segmentor: any config of that toolbox).
+
+Examples::
+
+    python tools/benchmark.py backbone --threads 2 --batch 8
+    python tools/benchmark.py classifier --device cuda --batch 128 \\
+        --precision bf16 --channels-last --compile --out gpu.json
+    python tools/benchmark.py detector --memory --out det.csv
+    python tools/benchmark.py segmentor --size 512 2048 --seg-mode slide
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)  # run from a checkout without installing
+
+from glnet_mm import benchmark as harness  # noqa: E402
+
+GLNET = {
+    'glnet-stl': 'stl',
+    'glnet-stl-paramslot': 'stl_paramslot',
+    'glnet-4g': '4g',
+    'glnet-9g': '9g',
+    'glnet-16g': '16g',
+    'glnet-stl-local': dict(base='stl', branches='local'),
+}
+OTHERS = ('swin-t', 'convnext-t')
+TASKS = ('backbone', 'classifier', 'detector', 'segmentor')
+# Upstream baselines and the shipped config of each GLNet size, per task.
+CONFIGS = {
+    'detector': ('mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+                 'configs/detection/mask-rcnn_glnet-{}_fpn_1x_coco.py'),
+    'segmentor': ('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_'
+                  '8xb2-160k_ade20k-512x512.py',
+                  'configs/segmentation/upernet_glnet-{}_8xb2-160k_'
+                  'ade20k-512x512.py'),
+}
+DEFAULTS = dict(  # task: (models, size, batch)
+    backbone=(['swin-t', 'convnext-t', 'glnet-stl', 'glnet-4g'], [224], 8),
+    classifier=(['swin-t', 'convnext-t', 'glnet-stl', 'glnet-4g'], [224], 8),
+    detector=(['swin-t', 'glnet-stl', 'glnet-4g'], [800, 1333], 1),
+    segmentor=(['swin-t', 'glnet-stl', 'glnet-4g'], [512], 1),
+)
+
+
+# ---------------------------------------------------------------- builders
+def _glnet_arch(name):
+    arch = GLNET[name]
+    return dict(arch) if isinstance(arch, dict) else arch
+
+
+def _backbone_cfg(name, classifier):
+    if name in GLNET:
+        cfg = dict(type='GLNet', arch=_glnet_arch(name))
+        if classifier:  # the official classifier layout
+            cfg.update(out_indices=(3, ), out_norm_cfg=dict(type='BN'))
+        return cfg
+    stages = dict(out_indices=(3, ) if classifier else (0, 1, 2, 3))
+    if name == 'swin-t':  # pads maps smaller than a window, as mmdet's does
+        return dict(type='SwinTransformer', arch='tiny', pad_small_map=True,
+                    **stages)
+    return dict(type='ConvNeXt', arch='tiny', **stages,
+                gap_before_final_norm=classifier)
+
+
+def _config(task, spec):
+    """The mm config of a detector/segmentor model, weights random."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    path = spec if '::' in spec else osp.join(REPO, spec)
+    cfg = get_config(path) if '::' in path else Config.fromfile(path)
+    cfg.model.pop('pretrained', None)
+    cfg.model.backbone.init_cfg = None
+    return cfg
+
+
+def resolve(task, item):
+    """``(name, spec)`` of a ``--models`` item for ``task``; ``spec`` is
+    what :func:`build` needs."""
+    name, _, config = item.partition('=')
+    if config:
+        if task not in CONFIGS:
+            raise ValueError(f'NAME=CONFIG is for detector/segmentor, not '
+                             f'{task}')
+        if '::' not in config and not osp.isfile(config):
+            raise ValueError(f'config {config!r} of {name!r} does not exist')
+        return name, osp.abspath(config) if '::' not in config else config
+    if task in CONFIGS:
+        if name == 'swin-t':
+            return name, CONFIGS[task][0]
+        if name in GLNET and isinstance(GLNET[name], str):
+            path = CONFIGS[task][1].format(name[len('glnet-'):])
+            if osp.isfile(osp.join(REPO, path)):
+                return name, path
+        raise ValueError(f'no {task} config for {name!r}: use swin-t, '
+                         'glnet-<stl|4g|9g|16g> or NAME=CONFIG')
+    if name not in GLNET and name not in OTHERS:
+        raise ValueError(f'unknown model {name!r}: choose from '
+                         f'{sorted(GLNET) + list(OTHERS)}')
+    return name, name
+
+
+def build(task, spec, device, channels_last=False):
+    """The model of ``task`` on ``device``, and a function that makes a
+    batch: ``make(batch, (h, w), train) -> dict`` of forward arguments."""
+    if task == 'backbone':
+        import glnet_mm  # noqa: F401  (GLNet in mmengine's registry)
+        if spec in GLNET:
+            model = glnet_mm.GLNet(_glnet_arch(spec))
+        else:
+            from mmpretrain.registry import MODELS
+            model = MODELS.build(_backbone_cfg(spec, classifier=False))
+        make = _image_batch
+    elif task == 'classifier':
+        import glnet_mm  # noqa: F401
+        from mmpretrain.registry import MODELS
+        from mmengine.registry import init_default_scope
+        init_default_scope('mmpretrain')
+        backbone = _backbone_cfg(spec, classifier=True)
+        neck = None if backbone['type'] == 'ConvNeXt' else dict(
+            type='GlobalAveragePooling')
+        channels = (768 if spec in OTHERS else
+                    glnet_mm.models.resolve_arch(backbone['arch'])
+                    ['channels'][3])
+        model = MODELS.build(
+            dict(type='ImageClassifier', backbone=backbone, neck=neck,
+                 head=dict(type='LinearClsHead', num_classes=1000,
+                           in_channels=channels)))
+        make = _classifier_batch
+    else:
+        from mmengine.model import revert_sync_batchnorm
+        from mmengine.registry import init_default_scope
+        cfg = _config(task, spec)
+        scope = 'mmdet' if task == 'detector' else 'mmseg'
+        init_default_scope(scope)
+        if cfg.get('custom_imports'):
+            from mmengine.utils import import_modules_from_strings
+            import_modules_from_strings(**cfg.custom_imports)
+        registry = __import__(f'{scope}.registry', fromlist=['MODELS'])
+        model = revert_sync_batchnorm(registry.MODELS.build(cfg.model))
+        make = _detector_batch if task == 'detector' else _segmentor_batch
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, make
+
+
+def _image_batch(model, batch, size, train, device):
+    return dict(x=torch.randn(batch, 3, *size, device=device))
+
+
+def _classifier_batch(model, batch, size, train, device):
+    from mmpretrain.structures import DataSample
+    x = torch.randn(batch, 3, *size, device=device)
+    samples = [DataSample().set_gt_label(i % 1000) for i in range(batch)]
+    return dict(inputs=x, data_samples=samples,
+                mode='loss' if train else 'tensor')
+
+
+def _detector_batch(model, batch, size, train, device):
+    from mmdet.testing import demo_mm_inputs
+    data = demo_mm_inputs(batch_size=batch, image_shapes=(3, *size),
+                          num_items=[10] * batch, num_classes=80,
+                          with_mask=True, device=device)
+    data = model.data_preprocessor(data, train)
+    return dict(data, mode='loss' if train else 'predict')
+
+
+def _segmentor_batch(model, batch, size, train, device):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample(metainfo=dict(
+            img_shape=size, ori_shape=size, pad_shape=size))
+        if train:
+            sample.gt_sem_seg = PixelData(data=torch.randint(
+                0, model.decode_head.num_classes, (1, *size), device=device))
+        samples.append(sample)
+    data = dict(inputs=[
+        torch.randint(0, 256, (3, *size), dtype=torch.uint8, device=device)
+        for _ in range(batch)
+    ], data_samples=samples)
+    data = model.data_preprocessor(data, train)
+    return dict(data, mode='loss' if train else 'predict')
+
+
+# ---------------------------------------------------------------- calls
+def _loss(out):
+    """One scalar from whatever the forward returned."""
+    if isinstance(out, dict):  # mm models: a dict of losses
+        out = [v for k, v in out.items() if 'loss' in k]
+    if isinstance(out, torch.Tensor):
+        return out.float().mean()
+    return sum(_loss(o) for o in out)
+
+
+def make_call(task, model, make, settings, train):
+    """A function that runs one timed call: inference (no grad) or a full
+    training step (forward, loss, backward, AdamW update)."""
+    device, precision = settings['device'], settings['precision']
+    data = make(model, settings['batch'], settings['size'], train, device)
+    if settings['channels_last'] and 'x' in data:
+        data['x'] = data['x'].contiguous(memory_format=torch.channels_last)
+    if settings['channels_last'] and task == 'classifier':
+        data['inputs'] = data['inputs'].contiguous(
+            memory_format=torch.channels_last)
+    forward = model
+    if settings['compile']:
+        forward = torch.compile(model)
+    if not train:
+        model.eval()
+        if task == 'segmentor':
+            from mmengine.config import ConfigDict
+            model.test_cfg = ConfigDict(
+                mode=settings['seg_mode'], crop_size=(512, 512),
+                stride=(341, 341))
+
+        def infer():
+            with torch.no_grad(), harness.autocast(device, precision):
+                forward(**data)
+
+        return infer
+    model.train()
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    scaler = torch.amp.GradScaler(enabled=precision == 'fp16')
+
+    def step():
+        with harness.autocast(device, precision):
+            loss = _loss(forward(**data))
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def train_memory(task, spec, settings):
+    """Peak training-step memory of one model (run it in a fresh process)."""
+    if settings['threads']:
+        torch.set_num_threads(settings['threads'])
+
+    def build_step():
+        model, make = build(task, spec, settings['device'],
+                            settings['channels_last'])
+        return make_call(task, model, make, dict(settings, compile=False),
+                         train=True)
+
+    return harness.measure_train_memory(build_step, settings['device'])
+
+
+# ---------------------------------------------------------------- main
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split('\n', 2)[2])
+    parser.add_argument('task', choices=TASKS)
+    parser.add_argument('--models', nargs='+',
+                        help='models to compare (default: per task)')
+    parser.add_argument('--baseline', default='swin-t',
+                        help='the model ratios refer to (default: swin-t)')
+    parser.add_argument('--size', type=int, nargs='+', metavar='H [W]',
+                        help='input size (default: 224; detector 800 1333; '
+                        'segmentor 512)')
+    parser.add_argument('--batch', type=int, help='images per call '
+                        '(default: 8; detector and segmentor 1)')
+    parser.add_argument('--mode', choices=('infer', 'train'),
+                        default='infer', help='time inference, or full '
+                        'training steps (forward, backward, AdamW)')
+    parser.add_argument('--memory', action='store_true',
+                        help='also measure the peak memory of a training '
+                        'step, each model in a fresh process')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--precision', choices=tuple(harness.PRECISIONS),
+                        default='fp32', help='fp16/bf16: autocast')
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the models')
+    parser.add_argument('--seg-mode', choices=('whole', 'slide'),
+                        default='whole', help='segmentor inference mode '
+                        '(slide: 512x512 windows, stride 341)')
+    parser.add_argument('--rounds', type=int, default=5,
+                        help='timed interleaved rounds (default: 5)')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed rounds first (default: 2)')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch CPU threads (0: torch default)')
+    parser.add_argument('--smoke', action='store_true',
+                        help='one round, no warm-up: does it run?')
+    parser.add_argument('--out', help='write the rows to this .json/.csv')
+    args = parser.parse_args(argv)
+    models, size, batch = DEFAULTS[args.task]
+    args.size = tuple(args.size or size)
+    if len(args.size) == 1:
+        args.size = args.size * 2
+    if len(args.size) != 2 or min(args.size) < 32:
+        parser.error(f'--size takes H or H W, at least 32; got {args.size}')
+    args.batch = args.batch or batch
+    if args.smoke:
+        args.rounds, args.warmup = 1, 0
+    if args.rounds < 1 or args.warmup < 0 or args.batch < 1:
+        parser.error('--rounds and --batch must be >= 1, --warmup >= 0')
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device is available')
+    if args.precision == 'fp16' and not args.device.startswith('cuda'):
+        parser.error('--precision fp16 needs a CUDA device (use bf16 on CPU)')
+    if args.out and osp.exists(args.out):
+        parser.error(f'--out {args.out} exists; choose another file')
+    if args.out and not args.out.endswith(('.json', '.csv')):
+        parser.error('--out must end in .json or .csv')
+    try:
+        args.models = dict(resolve(args.task, m)
+                           for m in (args.models or models))
+    except ValueError as error:
+        parser.error(str(error))
+    if args.baseline not in args.models:
+        args.baseline = None
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = dict(device=args.device, precision=args.precision,
+                    batch=args.batch, size=args.size,
+                    channels_last=args.channels_last, compile=args.compile,
+                    seg_mode=args.seg_mode, threads=args.threads)
+    rows, calls = [], {}
+    for name, spec in args.models.items():
+        model, make = build(args.task, spec, args.device, args.channels_last)
+        calls[name] = make_call(args.task, model, make, settings,
+                                train=args.mode == 'train')
+        rows.append(dict(
+            model=name, task=args.task, mode=args.mode,
+            size=f'{args.size[0]}x{args.size[1]}', batch=args.batch,
+            precision=args.precision, channels_last=args.channels_last,
+            compile=args.compile,
+            params_m=sum(p.numel() for p in (
+                model.backbone if hasattr(model, 'backbone') else
+                model).parameters()) / 1e6))
+    times = harness.time_interleaved(calls, args.rounds, args.warmup,
+                                     args.device)
+    for row in rows:
+        row.update(harness.summarise(times[row['model']], args.batch))
+        if args.memory:
+            row['train_mem_gib'] = harness.isolated(
+                train_memory, args.task, args.models[row['model']],
+                settings)
+    keys = ('images_per_s', 'best_images_per_s', 'train_mem_gib')
+    if args.baseline:
+        harness.add_ratios(rows, args.baseline, keys)
+    meta = dict(machine=harness.machine(args.device), torch=torch.__version__,
+                threads=torch.get_num_threads(), rounds=args.rounds,
+                warmup=args.warmup, baseline=args.baseline)
+    print(f'\n{args.task}, {args.mode}, {args.size[0]}x{args.size[1]}, '
+          f'batch {args.batch}, {args.precision}'
+          f'{", channels_last" if args.channels_last else ""}'
+          f'{", compiled" if args.compile else ""}; {meta["machine"]}; '
+          f'median (best) of {args.rounds} interleaved rounds'
+          + (f'; ratios vs {args.baseline}' if args.baseline else '') + '\n')
+    print(harness.markdown(rows, [
+        ('model', 'model', ''), ('params_m', 'backbone params (M)', '.1f'),
+        ('images_per_s', 'images/s (median)', '.2f'),
+        ('best_images_per_s', 'images/s (best)', '.2f'),
+        ('train_mem_gib', 'train-step peak memory (GiB)', '.2f')]))
+    if args.out:
+        harness.write_rows(args.out, rows, meta)
+        print(f'\nrows written to {args.out}')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
