@@ -139,8 +139,12 @@ def safe_loading():
     saved = {name: os.environ.get(name) for name in names}
     os.environ[names[0]] = '1'
     os.environ.pop(names[1], None)
+    # only what is not allowed yet: leaving the context removes what it added
+    # (and must keep what enable_safe_loading added for the whole process)
+    present = set(torch.serialization.get_safe_globals())
+    missing = [g for g in allowed_globals() if g not in present]
     try:
-        with torch.serialization.safe_globals(list(allowed_globals())):
+        with torch.serialization.safe_globals(missing):
             yield
     finally:
         for name, value in saved.items():

@@ -286,3 +286,22 @@ def test_safe_loading_is_explicit(official_file):
     assert lines == [
         'refused before: UnpicklingError',
         "loaded after: ['args', 'epoch', 'model'] DictConfig", '1']
+
+
+def test_safe_loading_context_keeps_the_process_switch(tmp_path):
+    """A safe_loading() block (every GLNet Pretrained init opens one) must
+    not take back what enable_safe_loading() allowed for the process."""
+    script = textwrap.dedent("""
+        import torch
+        from glnet_mm.checkpoint import (allowed_globals, enable_safe_loading,
+                                         safe_loading)
+        enable_safe_loading()
+        with safe_loading():
+            pass
+        now = torch.serialization.get_safe_globals()
+        print(all(g in now for g in allowed_globals()))
+    """)
+    out = subprocess.run([sys.executable, '-c', script], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'True'
