@@ -57,7 +57,8 @@ def test_every_config_is_found():
     assert len(ALL_CONFIGS) == 5 + 5 + 1 + 14
     for config in ALL_CONFIGS:
         cfg = load(config)
-        assert cfg.custom_imports['imports'] == ['glnet_mm']
+        assert cfg.custom_imports['imports'][:2] == [
+            'glnet_mm', 'glnet_mm.safe_loading']
         assert cfg.model.type == 'ImageClassifier'
         assert cfg.model.backbone.type == 'GLNet'
 

@@ -14,7 +14,6 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from torch.nn.modules.batchnorm import _BatchNorm
 
 import glnet_mm  # noqa: F401  (registers GLNet)
 from glnet_mm import GLNet
@@ -29,7 +28,6 @@ CHANNELS = dict(stl=[96, 192, 384, 768], toy=[32, 64, 128, 256],
                 **{'4g': [64, 128, 256, 512], '9g': [96, 192, 384, 768],
                    '16g': [128, 256, 512, 1024]})
 DROP_PATH = dict(stl=0.2, **{'4g': 0.2, '9g': 0.3, '16g': 0.4})
-NO_DECAY_KEYS = ('.slot_scale', '.init_slots', '.pos_conv.', '.gamma')
 
 
 def load(name):
@@ -78,7 +76,7 @@ def test_real_config_recipe(name):
     ImageNet checkpoint of the right size, the schedule of the name."""
     cfg = load(name)
     size = size_of(name)
-    assert 'glnet_mm' in cfg.custom_imports.imports
+    assert cfg.custom_imports.imports == ['glnet_mm', 'glnet_mm.safe_loading']
     backbone = cfg.model.backbone
     assert backbone.type == 'GLNet' and backbone.arch == size
     assert backbone.drop_path_rate == DROP_PATH[size]
@@ -93,8 +91,8 @@ def test_real_config_recipe(name):
     assert 'constructor' not in optim  # mmengine's default, paramwise_cfg
     assert optim.optimizer == dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999),
                                    weight_decay=0.05)
-    assert optim.paramwise_cfg.norm_decay_mult == 0
-    assert set(optim.paramwise_cfg.custom_keys) == set(NO_DECAY_KEYS)
+    # the weight-decay groups: tests/test_param_groups.py
+    assert optim.paramwise_cfg.flat_decay_mult == 0
     assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)
     assert cfg.train_dataloader.batch_size == 2
 
@@ -175,32 +173,6 @@ def test_family_trains_and_predicts(name):
     pred = result.pred_instances
     assert pred.bboxes.shape[1] == 4 and len(pred.scores) == len(pred.bboxes)
     assert ('masks' in pred) == with_mask
-
-
-def test_no_weight_decay_groups():
-    """Norms, slot scales, learned slots, conv position embeddings and layer
-    scales get no weight decay; every other weight gets 0.05."""
-    cfg = load('mask-rcnn_glnet-16g_fpn_1x_coco.py')
-    # all kinds of parameters in a small model: 16G's switches + learned slots
-    cfg.model.backbone.arch = dict(base='16g', depths=[1, 1, 2, 2],
-                                   channels=[32, 64, 128, 256],
-                                   slot_init='param')
-    cfg.model.neck.in_channels = [32, 64, 128, 256]
-    model = build_detector(cfg)
-    optim = build_optim_wrapper(model, cpu_optim_wrapper(cfg)).optimizer
-    decay = {id(p): g['weight_decay'] for g in optim.param_groups
-             for p in g['params']}
-    norms = (_BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm)
-    seen = set()
-    for mod_name, module in model.backbone.named_modules():
-        for p_name, param in module.named_parameters(recurse=False):
-            name = f'backbone.{mod_name}.{p_name}'
-            expect_zero = isinstance(module, norms) or any(
-                key in name for key in NO_DECAY_KEYS)
-            assert decay[id(param)] == (0. if expect_zero else 0.05), name
-            seen.add(re.sub(r'.*\.', '', name) if expect_zero else 'other')
-    assert {'slot_scale', 'init_slots', 'gamma', 'other'} <= seen
-    assert any(isinstance(m, _BatchNorm) for m in model.backbone.modules())
 
 
 def test_glnet_features_work_with_mmcv_roi_ops():

@@ -8,14 +8,8 @@ _base_ = [
     './glnet.py',
 ]
 custom_imports = {{_base_.glnet_custom_imports}}
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='GLNet',
-        # only the stages the neck uses: unused output norms would get no
-        # gradient under DistributedDataParallel
-        out_indices=(1, 2, 3),
-        norm_cfg=dict(type='SyncBN'),
-        init_cfg=dict(type='Pretrained')))
+# The per-size configs keep only the stages the neck uses (out_indices
+# (1, 2, 3)): unused output norms would get no gradient under DDP.
+model = dict(backbone={{_base_.glnet_backbone}})
 optim_wrapper = {{_base_.glnet_optim_wrapper}}
 auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -8,11 +8,8 @@ _base_ = [
     '../../_base_/glnet.py',
 ]
 custom_imports = {{_base_.glnet_custom_imports}}
-model = dict(
-    backbone={{_base_.glnet_backbone}})
+model = dict(backbone={{_base_.glnet_backbone}})
+# mmseg's Swin optimiser (AdamW, lr 6e-5, weight decay 0.01) with AMP and
+# GLNet's weight-decay rule added to its keys.
 optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg={{_base_.glnet_paramwise_cfg}})
+    type='AmpOptimWrapper', paramwise_cfg={{_base_.glnet_paramwise_cfg}})
