@@ -140,7 +140,7 @@ def slot_blocks(net):
     with soft/hard clustering, and the total number of blocks."""
     blocks = [b for stage in net.stages for b in stage.blocks]
     found = {i + 1: b for i, b in enumerate(blocks)
-             if hasattr(b, 'cluster_weights')}
+             if getattr(b, 'cluster_weights', None) is not None}
     return found, len(blocks)
 
 

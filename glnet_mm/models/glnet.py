@@ -1,6 +1,5 @@
 """GLNet backbone: GLMix blocks in a four-stage pyramid, every variant as data."""
 import copy
-import math
 from typing import Sequence
 
 import torch
@@ -9,7 +8,6 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-
 from mmengine.registry import MODELS
 
 from .glmix import (GLMIX_SWITCHES, GLMixBlock, LayerNorm2d, MHABlock,
