@@ -6,8 +6,9 @@ setup(
     description='GLNet (GLMix) vision backbone as an OpenMMLab plugin for '
     'mmdet, mmseg and mmpretrain',
     packages=find_packages(include=['glnet_mm', 'glnet_mm.*']),
+    license='Apache-2.0',
     python_requires='>=3.9',
     # The model code needs only these; the OpenMMLab stack is pinned in
     # requirements/ and installed by tools/setup_env.sh.
-    install_requires=['torch>=2.1', 'mmengine>=0.10'],
+    install_requires=['torch>=2.5', 'mmengine>=0.10'],
 )
