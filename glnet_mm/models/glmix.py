@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .pooling import adaptive_avg_pool2d
+
 
 class DropPath(nn.Module):
     """Stochastic depth per sample (identity at inference).
@@ -182,7 +184,8 @@ class GLMixBlock(_Block):
         """Slots before clustering, ``(B, S, C)``, from the block input."""
         if self.slot_init == 'param':
             return self.init_slots.expand(x.shape[0], -1, -1)
-        return F.adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
+        # not F.adaptive_avg_pool2d: its windows would be frozen in ONNX
+        return adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
 
     def assignment_logits(self, slots, pixels):
         """Scaled cosine similarity between slots and pixels, ``(B, S, HW)``."""
