@@ -169,6 +169,30 @@ def register_mmengine_loader():
 
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
                                      force=True)
+    # mmengine's own http(s) loader unpickles with weights_only=False.
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
+                                     loader=load_from_url, force=True)
+
+
+def load_from_url(url, map_location=None, model_dir=None):
+    """Download ``url`` once into torch's hub cache (``$TORCH_HOME``, as
+    mmengine does; rank 0 first when distributed) and read it with
+    :func:`safe_load`."""
+    from urllib.parse import urlparse
+
+    import torch.distributed as dist
+    from mmengine.dist import get_dist_info
+    from torch.hub import download_url_to_file, get_dir
+
+    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
+    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    rank, world_size = get_dist_info()
+    if rank == 0 and not osp.exists(cached):
+        os.makedirs(model_dir, exist_ok=True)
+        download_url_to_file(url, cached, progress=False)
+    if world_size > 1:
+        dist.barrier()
+    return safe_load(cached, map_location)
 
 
 def extract_state_dict(checkpoint, prefer_ema=True):
