@@ -330,3 +330,19 @@ def test_mim_search_lists_the_models(tmp_path):
                  'glnet-stl_3rdparty_in1k', 'glnet-16g_3rdparty_in1k'):
         assert f'config id: {name}' in result.stdout, name
     assert '85.3' in result.stdout
+
+
+def test_tklb_file_initialises_a_backbone(golden_tklb, tmp_path):
+    """Detection / segmentation: a token-labeling file initialises the
+    GLNet-4G backbone like the regular one (same backbone weights)."""
+    from glnet_mm import GLNet
+    path = write_official(tmp_path / 'glnet_4g_tklb.pth', golden_tklb)
+    backbone = GLNet(arch_from_official(golden_tklb['config']),
+                     out_norm_cfg=None,
+                     init_cfg=dict(type='Pretrained', checkpoint=path))
+    backbone.init_weights()
+    backbone.eval()
+    with torch.no_grad():
+        outs = backbone(golden_tklb['input'])
+    for out, ref in zip(outs, golden_tklb['stage_outputs']):
+        assert rel_err(out, ref) < 1e-5

@@ -25,6 +25,7 @@ Example::
         --checkpoint glnet_4g.pth --out glnet-4g.onnx --shape 224 224 --dynamic
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -164,6 +165,9 @@ def export(module, out, shape, batch=1, dynamic=False, opset=18,
     if dynamic:
         dynamic_shapes = {'x': {0: Dim.DYNAMIC, 2: Dim.DYNAMIC,
                                 3: Dim.DYNAMIC}}
+    # torch's symbolic-shape logger prints harmless tracebacks while tracing
+    logging.getLogger('torch.fx.experimental.symbolic_shapes').setLevel(
+        logging.ERROR)
     with torch.no_grad():
         program = torch.export.export(module, (example, ),
                                       dynamic_shapes=dynamic_shapes,
