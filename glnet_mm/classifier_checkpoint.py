@@ -154,4 +154,10 @@ def convert_classifier_state_dict(backbone, state_dict, prefix='',
         logger.info(f'Converted an official GLNet classifier checkpoint '
                     f'[{source}] to the mmpretrain layout: '
                     f'{len(converted)} tensors (backbone, head parts {heads})')
+        if 'tklb_aux_head' in heads:
+            logger.info('A token-labeling file: its token head '
+                        '(head.tklb_aux_head) is used only by '
+                        'TokenLabelingClsHead (the glnet-*-tklb configs); '
+                        'another head reports it as unexpected and gives '
+                        'the pooled logits alone')
     return True
