@@ -18,7 +18,7 @@ from conftest import REPO, load_golden, reference_path
 from mmengine.config import Config
 
 import glnet_mm.classification  # noqa: F401  (head + ModelHub)
-from glnet_mm.analysis import count_params
+from glnet_mm.analysis import count_flops, count_params
 from glnet_mm.checkpoint import CheckpointError, arch_from_official
 from glnet_mm.classifier_checkpoint import official_to_classifier
 
@@ -98,6 +98,11 @@ def test_tklb_params_and_keys(size, tklb_keys):
     assert set(converted) == set(own)
     for key, tensor in converted.items():
         assert tuple(own[key].shape) == tuple(tensor.shape), key
+    # the model zoo's numbers are the built model's
+    from mmpretrain.apis import ModelHub
+    meta = ModelHub.get(f'glnet-{size}-tklb_3rdparty_in1k').metadata
+    assert meta.parameters == ref['params_total']
+    assert meta.flops == count_flops(model)
 
 
 def test_tklb_golden_logits_through_image_classifier(golden_tklb, tmp_path):
