@@ -351,3 +351,26 @@ def test_tklb_file_initialises_a_backbone(golden_tklb, tmp_path):
         outs = backbone(golden_tklb['input'])
     for out, ref in zip(outs, golden_tklb['stage_outputs']):
         assert rel_err(out, ref) < 1e-5
+
+
+def test_converted_tklb_file_loads_strictly(golden_tklb, tmp_path):
+    """tools/convert_official.py on a token-labeling file: an mmpretrain
+    checkpoint of the tklb classifier (the token head under head.)."""
+    import importlib.util
+    from mmengine.runner import load_checkpoint
+    from mmpretrain.registry import MODELS
+    spec = importlib.util.spec_from_file_location(
+        'convert_official', osp.join(REPO, 'tools', 'convert_official.py'))
+    converter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converter)
+    src = write_official(tmp_path / 'glnet_4g_tklb.pth', golden_tklb)
+    dst = str(tmp_path / 'glnet-4g-tklb_3rdparty_in1k.pth')
+    converter.convert(src, dst)
+    cfg = Config.fromfile(osp.join(CONFIGS, 'glnet-4g-tklb_3rdparty_in1k.py'))
+    cfg.merge_from_dict(dict(model=golden_overrides(golden_tklb)))
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, dst, map_location='cpu', strict=True)
+    model.eval()
+    with torch.no_grad():
+        logits = model(golden_tklb['input'])
+    assert rel_err(logits, golden_tklb['logits']) < 1e-5
