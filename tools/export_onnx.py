@@ -233,9 +233,10 @@ def main(argv=None):
     example = export(module, args.out, args.shape, args.batch, args.dynamic,
                      args.opset, names)
     size = osp.getsize(args.out)
+    shape = ('(N, 3, H, W) dynamic' if args.dynamic
+             else tuple(example.shape))
     print(f'{args.out}: {what} of {osp.basename(args.config)}, outputs '
-          f'{names}, input {"(N, 3, H, W) dynamic" if args.dynamic else tuple(example.shape)}, '
-          f'{size / 2**20:.1f} MiB')
+          f'{names}, input {shape}, {size / 2**20:.1f} MiB')
     if what == 'classifier':
         pre = cfg.get('data_preprocessor') or {}
         print(f'input: RGB images normalised with mean {pre.get("mean")} and '
