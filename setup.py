@@ -7,6 +7,11 @@ setup(
     'mmdet, mmseg and mmpretrain',
     packages=find_packages(include=['glnet_mm', 'glnet_mm.*']),
     license='Apache-2.0',
+    # The model index and the configs, where mim (`mim search glnet_mm`) and
+    # glnet_mm.classification.register_models() look: glnet_mm/.mim holds
+    # links to model-index.yml and configs/ of the repository.
+    package_data={'glnet_mm': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+                               '.mim/configs/**/*.yml']},
     python_requires='>=3.9',
     # The model code needs only these; the OpenMMLab stack is pinned in
     # requirements/ and installed by tools/setup_env.sh.

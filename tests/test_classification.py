@@ -53,12 +53,13 @@ def tool(name):
 
 
 def test_every_config_is_found():
-    # training, 3rdparty evaluation, toy, ablations
-    assert len(ALL_CONFIGS) == 5 + 5 + 1 + 14
+    # training, 3rdparty evaluation (+ 2 token labeling), toy, ablations
+    assert len(ALL_CONFIGS) == 5 + 5 + 2 + 1 + 14
     for config in ALL_CONFIGS:
         cfg = load(config)
-        assert cfg.custom_imports['imports'][:2] == [
-            'glnet_mm', 'glnet_mm.safe_loading']
+        assert cfg.custom_imports['imports'] == (
+            ['glnet_mm', 'glnet_mm.safe_loading'] +
+            (['glnet_mm.classification'] if 'tklb' in config else []))
         assert cfg.model.type == 'ImageClassifier'
         assert cfg.model.backbone.type == 'GLNet'
 
@@ -106,7 +107,7 @@ def test_config_builds(config, model_index):
     name = osp.basename(config)[:-3]
     if name in model_index:
         assert model_index[name].metadata.parameters == count_params(model)
-    if '3rdparty' in config:
+    if '3rdparty' in config and 'tklb' not in config:  # tklb: model_zoo
         size = osp.basename(config).split('_')[0][len('glnet-'):]
         assert cfg.load_from == f'checkpoints/glnet-{size}_3rdparty_in1k.pth'
         train = load(f'glnet-{size}_16xb128_in1k.py')

@@ -2,9 +2,11 @@
 
 The result loads into the classifier of ``configs/classification/`` (GLNet
 backbone with ``out_indices=(3, )`` and a BatchNorm output norm, global
-average pooling, ``LinearClsHead``) with ``mim test ... --checkpoint`` or
-``load_from``. The EMA weights (``model_ema``, GLNet-16G's reported ones) are
-taken when present unless ``--no-ema``. The source is read with
+average pooling, ``LinearClsHead``; for the token-labeling files the
+``TokenLabelingClsHead`` of the ``*-tklb`` configs) with ``mim test ...
+--checkpoint`` or ``load_from``. (Those configs also take the released files
+directly, converted on load.) The EMA weights (``model_ema``, GLNet-16G's
+reported ones) are taken when present unless ``--no-ema``. The source is read with
 ``torch.load(weights_only=True)``; an existing output is never overwritten.
 
 Example:
@@ -19,8 +21,8 @@ import sys
 
 import torch
 
-from glnet_mm.checkpoint import (CheckpointError, convert_to_mmpretrain,
-                                 extract_state_dict, safe_load)
+from glnet_mm.checkpoint import CheckpointError, extract_state_dict, safe_load
+from glnet_mm.classifier_checkpoint import official_to_classifier
 
 
 def sha256(path):
@@ -51,7 +53,7 @@ def convert(src, dst, prefer_ema=True):
         raise CheckpointError(
             f'{src} [{key}] is not an official GLNet classifier: it lacks '
             f'head.weight or stages.*; its keys are e.g. {list(weights)[:5]}')
-    state_dict = convert_to_mmpretrain(weights)
+    state_dict = official_to_classifier(weights)
     checkpoint = dict(
         state_dict=state_dict,
         meta=dict(source=osp.basename(src), source_sha256=sha256(src),

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .glmix_ablations import LSHBuckets, WindowMHSA, bucket_means, kmeans
+from .pooling import adaptive_avg_pool2d
 
 
 class DropPath(nn.Module):
@@ -275,7 +276,8 @@ class GLMixBlock(_Block):
         if self.init_slots is not None:
             return self.init_slots.expand(x.shape[0], -1, -1)
         if self.slot_init == 'ada_avgpool' and self.relation_mha is not None:
-            return F.adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
+            # not F.adaptive_avg_pool2d: its windows would be frozen in ONNX
+            return adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
         return None
 
     def assignment_logits(self, slots, pixels):

@@ -302,6 +302,15 @@ class GLNet(BaseModule):
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
 
+    def _checkpoint_filter(self, state_dict, prefix, *args, **kwargs):
+        """Pre-hook that mmpretrain's ``ImageClassifier`` registers for its
+        backbone: an official GLNet classifier file is converted to the
+        classifier's layout before it loads, or refused if it does not fit
+        (:mod:`glnet_mm.classifier_checkpoint`)."""
+        from ..classifier_checkpoint import convert_classifier_state_dict
+        convert_classifier_state_dict(self, state_dict, prefix,
+                                      MMLogger.get_current_instance())
+
     def _check_input(self, x):
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)
@@ -332,9 +341,11 @@ class GLNet(BaseModule):
 
     @staticmethod
     def _pad(x, multiple):
+        if multiple == 1:
+            return x
+        # No branch on the sizes: a traced (ONNX) graph must pad any size.
         h, w = x.shape[-2:]
-        ph, pw = -h % multiple, -w % multiple
-        return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+        return F.pad(x, (0, -w % multiple, 0, -h % multiple))
 
     def _freeze_stages(self):
         for i in range(self.frozen_stages):

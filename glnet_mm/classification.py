@@ -1,0 +1,136 @@
+"""mmpretrain side of glnet_mm: the token-labeling head and models by name.
+
+Importing this module (``custom_imports=dict(imports=['glnet_mm',
+'glnet_mm.classification'])``) needs mmpretrain. It
+
+* registers :class:`TokenLabelingClsHead` in mmpretrain's ``MODELS``, the
+  classifier of the released token-labeling models (``glnet_4g_tklb``,
+  ``glnet_9g_tklb``);
+* registers the project's model index with mmpretrain's ``ModelHub``
+  (:func:`register_models`), so that ``mmpretrain.get_model(
+  'glnet-4g_3rdparty_in1k', pretrained=FILE)`` and ``mmpretrain.list_models(
+  'glnet*')`` know the GLNet models.
+
+``import glnet_mm`` itself never imports mmpretrain.
+"""
+import os.path as osp
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.heads import ClsHead
+from mmpretrain.registry import MODELS
+
+# The model index as packaged for mim (glnet_mm/.mim/, see setup.py); its
+# paths are relative to that folder.
+MIM_DIR = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
+MODEL_INDEX = osp.join(MIM_DIR, 'model-index.yml')
+
+
+@MODELS.register_module()
+class TokenLabelingClsHead(ClsHead):
+    """Classifier of the token-labeling GLNet models (evaluation).
+
+    With ``f`` the last feature map ``(B, C, H, W)`` (GLNet's last stage after
+    its final BatchNorm) as ``HW`` tokens, the logits are::
+
+        fc(mean over tokens of f) + aux_weight * max over tokens of
+        tklb_aux_head(f)
+
+    (the max is taken per class), the official evaluation output. Use it
+    without a neck: it pools the tokens itself.
+
+    Training with token labeling needs a per-token teacher label map for
+    every ImageNet image, which was not released; :meth:`loss` therefore
+    refuses instead of training a different objective.
+
+    Args:
+        num_classes (int): Number of classes.
+        in_channels (int): Channels of the last feature map.
+        aux_weight (float): Weight of the token head. Defaults to 0.5.
+        init_cfg (dict, optional): Initialization of both linear layers.
+            Defaults to ``dict(type='Normal', layer='Linear', std=0.01)``.
+        **kwargs: Passed to ``ClsHead`` (``topk``, ``cal_acc``).
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 aux_weight: float = 0.5,
+                 init_cfg=dict(type='Normal', layer='Linear', std=0.01),
+                 **kwargs):
+        super().__init__(init_cfg=init_cfg, **kwargs)
+        if num_classes <= 0:
+            raise ValueError(f'num_classes={num_classes} must be a positive '
+                             'integer')
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.aux_weight = aux_weight
+        self.fc = nn.Linear(in_channels, num_classes)
+        self.tklb_aux_head = nn.Linear(in_channels, num_classes)
+
+    def pre_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The last feature map as tokens, ``(B, HW, C)``."""
+        x = feats[-1]
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'TokenLabelingClsHead needs the last feature map '
+                f'(B, {self.in_channels}, H, W) from the backbone (no neck); '
+                f'got shape {tuple(x.shape)}')
+        return x.flatten(2).mT
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        tokens = self.pre_logits(feats)
+        pooled = self.fc(tokens.mean(dim=1))
+        token_max = self.tklb_aux_head(tokens).amax(dim=1)
+        return pooled + self.aux_weight * token_max
+
+    def loss(self, feats, data_samples, **kwargs):
+        raise NotImplementedError(
+            'TokenLabelingClsHead only evaluates the released token-labeling '
+            'models: token-labeling training needs per-token teacher labels '
+            'for every training image, which are not public. To fine-tune, '
+            'use the backbone with a LinearClsHead (configs/classification/'
+            'glnet-4g_16xb128_in1k.py).')
+
+
+def register_models() -> List[str]:
+    """Register the project's model index with mmpretrain's ``ModelHub``.
+
+    Idempotent; importing :mod:`glnet_mm.classification` calls it. Afterwards
+    ``mmpretrain.get_model(name, pretrained=FILE_OR_URL)`` builds a GLNet
+    model by name (``FILE_OR_URL``: a released official file, converted on
+    load, or an mmpretrain checkpoint) and ``mmpretrain.list_models('glnet*')``
+    lists them.
+
+    Returns:
+        list[str]: The registered model names.
+
+    Raises:
+        FileNotFoundError: The packaged model index is missing (an install
+            without ``glnet_mm/.mim``).
+        ValueError: Another model index already registered some of these
+            names.
+    """
+    from mmpretrain.apis import ModelHub
+    from modelindex.load_model_index import load
+
+    if not osp.isfile(MODEL_INDEX):
+        raise FileNotFoundError(
+            f'The glnet_mm model index {MODEL_INDEX} is missing; reinstall '
+            'glnet_mm (pip install .) so that glnet_mm/.mim is packaged')
+    index = load(MODEL_INDEX)
+    index.build_models_with_collections()
+    names = [model.name.lower() for model in index.models]
+    known = [name for name in names if ModelHub.has(name)]
+    if len(known) == len(names):
+        return names
+    if known:
+        raise ValueError(
+            f'ModelHub already has other models named {known[:5]}; cannot '
+            f'register the glnet_mm model index {MODEL_INDEX}')
+    ModelHub.register_model_index(MODEL_INDEX, config_prefix=MIM_DIR)
+    return names
+
+
+REGISTERED_MODELS = register_models()
