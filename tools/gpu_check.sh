@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# One GPU check of the project, for a bare GPU machine without network: the
+# machine's own python3 and torch (any CUDA build), and an offline bundle.
+#
+#   bash tools/gpu_check.sh OUT_DIR [--bundle DIR] [--dry-run] [--force]
+#
+#   --bundle DIR   the offline bundle (tools/make_bundle.sh --python X.Y for the
+#                  machine's Python); without it step 1 uses the network
+#                  (setup_env.sh --system-torch)
+#   --dry-run      on a CPU machine: everything that needs no GPU, with tiny
+#                  sizes and iteration counts (what CI runs)
+#   --force        write into a non-empty OUT_DIR
+#
+# Writes OUT_DIR/results.json, OUT_DIR/results.md (a table of the steps and of
+# their measurements) and OUT_DIR/gpu_check.log (every step's output). The
+# steps, in this order, each timed and reported even if an earlier one failed:
+#   1. install   the bundle into a venv that reuses the machine's torch, mmcv
+#                built without ops (mmcv-lite, seconds)
+#   2. parity    GLNet CUDA vs CPU in fp32, all four outputs; fp16/bf16
+#                autocast outputs finite and close
+#   3. throughput  backbone and classifier, batch 128 at 224, fp32 and AMP
+#                (fp16), channels_last off and on: GLNet-STL/4G, Swin-T,
+#                ConvNeXt-T, the local-only ablation (tools/benchmark.py)
+#   4. seg-toy   toy UPerNet, 100 iterations with AmpOptimWrapper, the loss
+#                falls; s/iter and peak memory beside GLNet-STL's and Swin-T's
+#   5. mmcv-cuda-build  mmcv with CUDA ops for this GPU's arch only,
+#                MAX_JOBS = cores, capped in time; then det-toy (toy Mask R-CNN,
+#                100 iterations, AMP, the loss falls) and det-fps (detector
+#                FPS at the benchmark's detector size, beside Swin-T)
+# Meant to end within 10 minutes on one H100 with 16 cores: the build's cap is
+# what is left of GLNET_MM_CHECK_BUDGET (600 s) after steps 1-4, less 120 s for
+# the detector steps (or GLNET_MM_BUILD_CAP seconds).
+#
+# Environment: PYTHON (default python3): the machine's interpreter with torch;
+# GLNET_MM_CHECK_WORK: where the venv, data and step outputs go (default: a new
+# folder under /tmp).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+
+die() { printf 'gpu_check: %s\n' "$*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+
+OUT=""; BUNDLE=""; DRY=0; FORCE=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --bundle) [ $# -ge 2 ] || die "--bundle needs a folder"; BUNDLE="$2"; shift ;;
+        --dry-run) DRY=1 ;;
+        --force) FORCE=1 ;;
+        -h|--help) usage; exit 0 ;;
+        -*) die "unknown option '$1' (see --help)" ;;
+        *) [ -z "$OUT" ] || die "one OUT_DIR only ('$OUT' and '$1')"; OUT="$1" ;;
+    esac
+    shift
+done
+[ -n "$OUT" ] || { usage >&2; die "OUT_DIR is missing"; }
+if [ -n "$BUNDLE" ]; then
+    [ -f "$BUNDLE/requirements.txt" ] || die "--bundle $BUNDLE: not a folder written by tools/make_bundle.sh"
+    BUNDLE="$(cd "$BUNDLE" && pwd)"
+fi
+if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT")" ] && [ "$FORCE" = 0 ]; then
+    die "$OUT is not empty (use --force to write into it)"
+fi
+"$PY" -c 'import torch' 2>/dev/null || die "$PY cannot import torch: this check runs on the machine's own torch"
+if [ "$DRY" = 0 ] && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+    die "torch sees no CUDA GPU here; use --dry-run on a CPU machine"
+fi
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+WORK="${GLNET_MM_CHECK_WORK:-$(mktemp -d /tmp/glnet_mm_gpu_check.XXXXXX)}"
+mkdir -p "$WORK"
+VENV="$WORK/venv"
+VPY="$VENV/bin/python"
+LOG="$OUT/gpu_check.log"
+STEPS="$WORK/steps.jsonl"
+: > "$LOG"; : > "$STEPS"
+BUDGET="${GLNET_MM_CHECK_BUDGET:-600}"
+CORES="$(nproc)"
+
+# Sizes: the real ones, or tiny ones on the CPU.
+if [ "$DRY" = 1 ]; then
+    DEVICE=cpu; ITERS=3
+    PARITY_ARGS=(--batch 1 --size 64)
+    TRAIN_ARGS=(--batch 2 --num-images 4 --workers 0)
+    BENCH_ARGS=(--batch 2 --size 64 --device cpu --rounds 1 --warmup 0 --smoke)
+    BENCH_RUNS=("backbone fp32 off" "classifier fp32 on")
+    DET_FPS_ARGS=(--batch 1 --device cpu --rounds 1 --warmup 0 --smoke)
+else
+    DEVICE=cuda; ITERS=100
+    PARITY_ARGS=(--batch 2 --size 224)
+    TRAIN_ARGS=(--num-images 64 --workers 4)
+    BENCH_ARGS=(--batch 128 --size 224 --device cuda --rounds 10 --warmup 3)
+    BENCH_RUNS=()
+    for mode in backbone classifier; do for prec in fp32 fp16; do for cl in off on; do
+        BENCH_RUNS+=("$mode $prec $cl")
+    done; done; done
+    DET_FPS_ARGS=(--batch 1 --device cuda --rounds 20 --warmup 5)
+fi
+MODELS=(glnet-stl glnet-4g swin-t convnext-t glnet-stl-local)
+
+# run_step NAME NOTE RESULT_FILES... -- COMMAND...: run, time and record a step.
+run_step() {
+    local name="$1" note="$2"; shift 2
+    local results=()
+    while [ "$1" != -- ]; do results+=("$1"); shift; done
+    shift
+    local t=$SECONDS rc=0
+    echo "== step $name: $*" | tee -a "$LOG"
+    "$@" >> "$LOG" 2>&1 || rc=$?
+    local status=ok
+    [ "$rc" = 0 ] || status=failed
+    [ "$rc" != 124 ] || status="timed out"
+    record "$name" "$status" "$((SECONDS - t))" "$note (exit $rc)" "${results[@]}"
+    echo "== step $name: $status in $((SECONDS - t)) s" | tee -a "$LOG"
+    [ "$rc" = 0 ] || tail -n 15 "$LOG" | sed 's/^/   | /'
+    return 0
+}
+# record NAME STATUS SECONDS NOTE RESULT_FILES...: one line of steps.jsonl.
+record() {
+    "$PY" - "$@" >> "$STEPS" <<'EOF'
+import json, sys
+name, status, seconds, note, *results = sys.argv[1:]
+print(json.dumps(dict(step=name, status=status, seconds=int(seconds),
+                      note=note, results=results)))
+EOF
+}
+skip() { record "$1" skipped 0 "$2"; echo "== step $1: skipped: $2" | tee -a "$LOG"; }
+
+venv_ok() { [ -x "$VPY" ] && "$VPY" -c 'import mmengine, mmseg, glnet_mm' 2>/dev/null; }
+
+# ---- 1. install -------------------------------------------------------------
+if [ -n "$BUNDLE" ]; then setup_args=(--offline "$BUNDLE"); else setup_args=(--system-torch); fi
+run_step install "setup_env.sh ${setup_args[*]} with GLNET_MM_MMCV_OPS=none" -- \
+    env GLNET_MM_VENV="$VENV" GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=none PYTHON="$PY" \
+    bash tools/setup_env.sh "${setup_args[@]}"
+
+# ---- 2. parity --------------------------------------------------------------
+if venv_ok; then
+    run_step parity "GLNet-STL/4G $DEVICE vs CPU fp32; fp16/bf16 autocast" "$WORK/parity.json" -- \
+        "$VPY" tools/gpu_check_steps.py parity --device "$DEVICE" "${PARITY_ARGS[@]}" --out "$WORK/parity.json"
+else
+    skip parity "the install step failed"
+fi
+
+# ---- 3. throughput (the project's benchmark tool) ---------------------------
+if [ ! -f tools/benchmark.py ]; then
+    skip throughput "tools/benchmark.py is not in this checkout"
+elif ! venv_ok; then
+    skip throughput "the install step failed"
+else
+    t=$SECONDS; failed=0; files=()
+    for run in "${BENCH_RUNS[@]}"; do
+        read -r mode prec cl <<< "$run"
+        file="$WORK/bench-$mode-$prec-cl$cl.json"
+        cl_arg=(); [ "$cl" = off ] || cl_arg=(--channels-last)
+        echo "== throughput: $mode $prec channels_last=$cl" | tee -a "$LOG"
+        "$VPY" tools/benchmark.py "$mode" --models "${MODELS[@]}" --baseline swin-t \
+            "${BENCH_ARGS[@]}" --precision "$prec" "${cl_arg[@]}" --out "$file" >> "$LOG" 2>&1 ||
+            { failed=$((failed + 1)); echo "   failed: $mode $prec $cl" | tee -a "$LOG"; }
+        files+=("$file")
+    done
+    status=ok; [ "$failed" = 0 ] || status=failed
+    record throughput "$status" "$((SECONDS - t))" "${#BENCH_RUNS[@]} runs of tools/benchmark.py, $failed failed" "${files[@]}"
+    echo "== step throughput: $status in $((SECONDS - t)) s" | tee -a "$LOG"
+fi
+
+# ---- 4. toy UPerNet -----------------------------------------------------------
+if venv_ok; then
+    run_step seg-toy "toy UPerNet, $ITERS iterations, GLNet-toy/GLNet-STL/Swin-T" "$WORK/seg.json" -- \
+        "$VPY" tools/gpu_check_steps.py seg --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
+        --work "$WORK/seg" --out "$WORK/seg.json"
+else
+    skip seg-toy "the install step failed"
+fi
+
+# ---- 5. mmcv with CUDA ops, toy Mask R-CNN, detector FPS ----------------------
+if [ "$DRY" = 1 ]; then
+    skip mmcv-cuda-build "dry run: needs a GPU and nvcc (GLNET_MM_MMCV_OPS=cuda setup_env.sh ${setup_args[*]})"
+elif ! venv_ok; then
+    skip mmcv-cuda-build "the install step failed"
+else
+    arch="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')"
+    cap="${GLNET_MM_BUILD_CAP:-$((BUDGET - SECONDS - 120))}"
+    [ "$cap" -ge 60 ] || cap=60
+    run_step mmcv-cuda-build "arch $arch, MAX_JOBS=$CORES, cap $cap s" -- \
+        timeout "$cap" env GLNET_MM_VENV="$VENV" GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=cuda \
+        TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="$CORES" PYTHON="$PY" bash tools/setup_env.sh "${setup_args[@]}"
+fi
+if ! venv_ok; then
+    skip det-toy "the install step failed"
+elif ! "$VPY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmcv._ext") is None)' 2>/dev/null; then
+    skip det-toy "mmcv has no compiled ops here (mmcv-lite)"
+    skip det-fps "mmcv has no compiled ops here (mmcv-lite)"
+else
+    run_step det-toy "toy Mask R-CNN, $ITERS iterations" "$WORK/det.json" -- \
+        "$VPY" tools/gpu_check_steps.py det --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
+        --work "$WORK/det" --out "$WORK/det.json"
+    if [ -f tools/benchmark.py ]; then
+        run_step det-fps "Mask R-CNN FPS, GLNet-STL/4G vs Swin-T" "$WORK/det-fps.json" -- \
+            "$VPY" tools/benchmark.py detector --models glnet-stl glnet-4g swin-t --baseline swin-t \
+            "${DET_FPS_ARGS[@]}" --precision fp32 --out "$WORK/det-fps.json"
+    else
+        skip det-fps "tools/benchmark.py is not in this checkout"
+    fi
+fi
+
+# ---- the report ---------------------------------------------------------------
+dry_flag=(); [ "$DRY" = 0 ] || dry_flag=(--dry-run)
+"$PY" tools/gpu_check_steps.py report --steps "$STEPS" --out-json "$OUT/results.json" \
+    --out-md "$OUT/results.md" "${dry_flag[@]}" | tee -a "$LOG"
+echo "gpu_check: $OUT/results.md, $OUT/results.json, $OUT/gpu_check.log (work: $WORK)"
