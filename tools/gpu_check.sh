@@ -21,15 +21,17 @@
 #   3. throughput  backbone and classifier, batch 128 at 224, fp32 and AMP
 #                (fp16), channels_last off and on: GLNet-STL/4G, Swin-T,
 #                ConvNeXt-T, the local-only ablation (tools/benchmark.py)
-#   4. seg-toy   toy UPerNet, 100 iterations with AmpOptimWrapper, the loss
+#   4. mmcv-build  mmcv with CUDA ops for this GPU's arch only, MAX_JOBS =
+#                cores, capped in time (dry run: CPU ops, the cached wheel of
+#                `make setup` reused). It comes before the toy runs: mmseg and
+#                mmdet import mmcv.ops, which mmcv-lite lacks.
+#   5. seg-toy   toy UPerNet, 100 iterations with AmpOptimWrapper, the loss
 #                falls; s/iter and peak memory beside GLNet-STL's and Swin-T's
-#   5. mmcv-cuda-build  mmcv with CUDA ops for this GPU's arch only,
-#                MAX_JOBS = cores, capped in time; then det-toy (toy Mask R-CNN,
-#                100 iterations, AMP, the loss falls) and det-fps (detector
-#                FPS at the benchmark's detector size, beside Swin-T)
+#   6. det-toy   toy Mask R-CNN, 100 iterations, AMP, the loss falls
+#   7. det-fps   detector FPS (tools/benchmark.py detector), beside Swin-T
 # Meant to end within 10 minutes on one H100 with 16 cores: the build's cap is
-# what is left of GLNET_MM_CHECK_BUDGET (600 s) after steps 1-4, less 120 s for
-# the detector steps (or GLNET_MM_BUILD_CAP seconds).
+# what is left of GLNET_MM_CHECK_BUDGET (600 s) after steps 1-3, less 180 s for
+# steps 5-7 (or GLNET_MM_BUILD_CAP seconds).
 #
 # Environment: PYTHON (default python3): the machine's interpreter with torch;
 # GLNET_MM_CHECK_WORK: where the venv, data and step outputs go (default: a new
@@ -166,33 +168,42 @@ else
     echo "== step throughput: $status in $((SECONDS - t)) s" | tee -a "$LOG"
 fi
 
-# ---- 4. toy UPerNet -----------------------------------------------------------
-if venv_ok; then
-    run_step seg-toy "toy UPerNet, $ITERS iterations, GLNet-toy/GLNet-STL/Swin-T" "$WORK/seg.json" -- \
-        "$VPY" tools/gpu_check_steps.py seg --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
-        --work "$WORK/seg" --out "$WORK/seg.json"
-else
-    skip seg-toy "the install step failed"
-fi
-
-# ---- 5. mmcv with CUDA ops, toy Mask R-CNN, detector FPS ----------------------
-if [ "$DRY" = 1 ]; then
-    skip mmcv-cuda-build "dry run: needs a GPU and nvcc (GLNET_MM_MMCV_OPS=cuda setup_env.sh ${setup_args[*]})"
-elif ! venv_ok; then
-    skip mmcv-cuda-build "the install step failed"
+# ---- 4. mmcv with compiled ops ------------------------------------------------
+# Before the toy runs: mmseg 1.2.2 and mmdet 3.3 import mmcv.ops when their
+# models and datasets are imported (mmseg.utils imports point_sample), so
+# mmcv-lite runs GLNet and mmpretrain (steps 2-3) but not them.
+if ! venv_ok; then
+    skip mmcv-build "the install step failed"
+elif [ "$DRY" = 1 ]; then
+    # CPU ops; the wheel of `make setup` is reused from the cache when the
+    # torch is the same (else compiled: ~10 min on 2 cores).
+    run_step mmcv-build "dry run: CPU ops (the CUDA build needs a GPU)" -- \
+        env GLNET_MM_VENV="$VENV" GLNET_MM_MMCV_OPS=cpu PYTHON="$PY" bash tools/setup_env.sh "${setup_args[@]}"
 else
     arch="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')"
-    cap="${GLNET_MM_BUILD_CAP:-$((BUDGET - SECONDS - 120))}"
+    cap="${GLNET_MM_BUILD_CAP:-$((BUDGET - SECONDS - 180))}"
     [ "$cap" -ge 60 ] || cap=60
-    run_step mmcv-cuda-build "arch $arch, MAX_JOBS=$CORES, cap $cap s" -- \
+    run_step mmcv-build "CUDA ops for arch $arch, MAX_JOBS=$CORES, cap $cap s" -- \
         timeout "$cap" env GLNET_MM_VENV="$VENV" GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=cuda \
         TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="$CORES" PYTHON="$PY" bash tools/setup_env.sh "${setup_args[@]}"
 fi
+has_ops() { "$VPY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmcv._ext") is None)' 2>/dev/null; }
+
+# ---- 5. toy UPerNet -------------------------------------------------------------
 if ! venv_ok; then
-    skip det-toy "the install step failed"
-elif ! "$VPY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmcv._ext") is None)' 2>/dev/null; then
-    skip det-toy "mmcv has no compiled ops here (mmcv-lite)"
-    skip det-fps "mmcv has no compiled ops here (mmcv-lite)"
+    skip seg-toy "the install step failed"
+elif ! has_ops; then
+    skip seg-toy "mmcv has no compiled ops (the build step failed); mmseg imports mmcv.ops"
+else
+    run_step seg-toy "toy UPerNet, $ITERS iterations, GLNet-toy/GLNet-STL/Swin-T" "$WORK/seg.json" -- \
+        "$VPY" tools/gpu_check_steps.py seg --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
+        --work "$WORK/seg" --out "$WORK/seg.json"
+fi
+
+# ---- 6-7. toy Mask R-CNN, detector FPS ----------------------------------------
+if ! venv_ok || ! has_ops; then
+    skip det-toy "mmcv has no compiled ops (see the steps above)"
+    skip det-fps "mmcv has no compiled ops (see the steps above)"
 else
     run_step det-toy "toy Mask R-CNN, $ITERS iterations" "$WORK/det.json" -- \
         "$VPY" tools/gpu_check_steps.py det --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \

@@ -242,23 +242,34 @@ def det(args):
 
 
 # ---------------------------------------------------------------- report ---
+def _flat(record, prefix=''):
+    """A record's scalars; lists of numbers as their maximum, nested dicts
+    with dotted keys."""
+    out = {}
+    for key, value in record.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            out.update(_flat(value, name + '.'))
+        elif isinstance(value, list):
+            if value and all(isinstance(v, (int, float)) and
+                             not isinstance(v, bool) for v in value):
+                out[name + ' (max)'] = max(value)
+        else:
+            out[name] = value
+    return out
+
+
 def _rows(data):
     """The list of flat records in a step's JSON, for a table."""
-    if isinstance(data, dict) and isinstance(data.get('models'), dict):
-        return [dict(model=k, **{n: v for n, v in r.items()
-                                 if not isinstance(v, (dict, list))})
-                for k, r in data['models'].items()]
-    if isinstance(data, dict) and isinstance(data.get('results'), dict):
-        return [dict(model=k, **{n: v for n, v in r.items()
-                                 if not isinstance(v, (dict, list))})
-                for k, r in data['results'].items()
-                if isinstance(r, dict)]
+    for key in ('models', 'results'):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            return [dict(model=k, **_flat(r))
+                    for k, r in data[key].items() if isinstance(r, dict)]
     for key in ('results', 'rows'):
         if isinstance(data, dict) and isinstance(data.get(key), list):
             data = data[key]
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
-        return [{n: v for n, v in r.items()
-                 if not isinstance(v, (dict, list))} for r in data]
+        return [_flat(r) for r in data]
     return []
 
 

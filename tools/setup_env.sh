@@ -139,6 +139,8 @@ else
         [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
         # The package folders of $PYTHON that the new venv lacks go into a .pth
         # file: they come after the venv's own, so what is installed here wins.
+        # (Written anew: the venv's own folders are read without the old one.)
+        rm -f "$VENV"/lib/python3*/site-packages/$BASE_PTH
         parent_paths="$(env -u PYTHONPATH "$PY" -c 'import os, sys; print("\n".join(p for p in sys.path if p and os.path.isdir(p)))')"
         env -u PYTHONPATH "$VENV/bin/python" - "$parent_paths" "$BASE_PTH" <<'EOF'
 import os, site, sys
