@@ -166,20 +166,19 @@ def test_offline_install_imports_the_stack(offline_venv, torch_python):
     assert paths['mmcv'] == '2.1.0' and not paths['ext']  # mmcv-lite
 
 
-def test_bundled_project_wheel_installs(offline_venv, bundle):
+def test_bundled_project_wheel_installs(offline_venv, bundle, tmp_path):
+    """The bundle's glnet_mm wheel installs offline and imports."""
     venv, _, env = offline_venv
     python = str(venv / 'bin' / 'python')
+    target = tmp_path / 'target'
     out = run([python, '-m', 'pip', 'install', '-q', '--no-index',
-               '--find-links', str(bundle), '--no-deps', '--force-reinstall',
-               'glnet_mm'], env=NO_NETWORK)
+               '--find-links', str(bundle), '--no-deps', '--target',
+               str(target), 'glnet_mm'], env=NO_NETWORK)
     assert out.returncode == 0, explain(out)
     where = run([python, '-c', 'import glnet_mm; print(glnet_mm.__file__)'],
-                cwd=str(venv))
-    assert where.stdout.strip().startswith(str(venv)), explain(where)
-    # back to the editable checkout for the tests below
-    out = run([python, '-m', 'pip', 'install', '-q', '--no-deps',
-               '--no-build-isolation', '-e', REPO], env=NO_NETWORK)
-    assert out.returncode == 0, explain(out)
+                cwd=str(tmp_path), env=dict(PYTHONPATH=str(target)))
+    assert where.returncode == 0, explain(where)
+    assert where.stdout.strip() == str(target / 'glnet_mm' / '__init__.py')
 
 
 def test_offline_install_is_reused(offline_venv, bundle):
@@ -191,72 +190,51 @@ def test_offline_install_is_reused(offline_venv, bundle):
     assert 'reusing' in out.stdout and '1/4' not in out.stdout
 
 
-@pytest.fixture(scope='module')
-def dry_run(bundle, torch_python, tmp_path_factory):
-    """`gpu_check.sh --dry-run` with the bundle, on the torch-only Python."""
-    root = tmp_path_factory.mktemp('gpu_check')
-    out_dir = root / 'report'
-    out = run(['bash', osp.join(TOOLS, 'gpu_check.sh'), str(out_dir),
-               '--bundle', str(bundle), '--dry-run'],
-              env=dict(NO_NETWORK, PYTHON=torch_python,
-                       GLNET_MM_CHECK_WORK=str(root / 'work')))
-    return out, out_dir, torch_python
+def _fake_nvcc(folder, release):
+    """A stand-in nvcc that only tells its version."""
+    folder.mkdir()
+    nvcc = folder / 'nvcc'
+    nvcc.write_text('#!/bin/sh\necho "Cuda compilation tools, release '
+                    f'{release}, V{release}.0"\n')
+    nvcc.chmod(0o755)
+    return str(folder)
 
 
-def test_gpu_check_dry_run(dry_run):
-    """`gpu_check.sh --dry-run`: every step that needs no GPU, reported in
-    JSON and Markdown."""
-    out, out_dir, torch_python = dry_run
-    assert out.returncode == 0, explain(out)
-    assert sorted(os.listdir(out_dir)) == ['gpu_check.log', 'results.json',
-                                           'results.md']
-    results = json.loads((out_dir / 'results.json').read_text())
-    assert results['dry_run'] is True
-    steps = {s['step']: s for s in results['steps']}
-    order = [s['step'] for s in results['steps']]
-    assert order == ['install', 'parity', 'throughput', 'mmcv-build',
-                     'seg-toy', 'det-toy', 'det-fps']
-    for name in ('install', 'parity', 'mmcv-build', 'seg-toy', 'det-toy'):
-        assert steps[name]['status'] == 'ok', steps[name]
-        assert steps[name]['seconds'] >= 0
-    assert 'CPU ops' in steps['mmcv-build']['note']
-    parity = steps['parity']['data']['parity.json']
-    assert set(parity['models']) == {'glnet-stl', 'glnet-4g'}
-    for entry in parity['models'].values():
-        assert len(entry['fp32']) == 4 and max(entry['fp32']) <= 1e-4
-        assert entry['bf16']['finite']
-    seg = steps['seg-toy']['data']['seg.json']['models']
-    assert set(seg) == {'glnet-toy', 'glnet-stl', 'swin-t'}
-    det = steps['det-toy']['data']['det.json']['models']
-    assert set(det) == {'mask-rcnn-glnet-toy'}
-    for run_ in list(seg.values()) + list(det.values()):
-        assert run_['iters'] == 3 and run_['finite'] and run_['s_per_iter'] > 0
-    markdown = (out_dir / 'results.md').read_text()
-    assert '# GPU check (dry run on the CPU)' in markdown
-    for name in order:
-        assert f'| {name} |' in markdown
-    assert '## seg-toy: seg.json' in markdown
-    # the same folder is not written again without --force
-    again = run(['bash', osp.join(TOOLS, 'gpu_check.sh'), str(out_dir),
-                 '--dry-run'], env=dict(PYTHON=torch_python))
-    assert again.returncode != 0 and 'not empty' in again.stderr
-
-
-def test_gpu_check_dry_run_benchmarks(dry_run):
-    """Steps 3 and 7 call tools/benchmark.py, the project's benchmark tool."""
-    if not osp.exists(osp.join(TOOLS, 'benchmark.py')):
-        pytest.skip("tools/benchmark.py (the lead's benchmark tool) is not "
-                    'in this checkout yet: steps 3 and 7 are reported as '
-                    'skipped')
-    out, out_dir, _ = dry_run
-    assert out.returncode == 0, explain(out)
-    results = json.loads((out_dir / 'results.json').read_text())
-    steps = {s['step']: s for s in results['steps']}
-    assert steps['throughput']['status'] == 'ok', steps['throughput']
-    # backbone fp32, classifier fp32 with channels_last
-    assert len(steps['throughput']['data']) == 2
-    assert steps['det-fps']['status'] == 'ok', steps['det-fps']
-    assert steps['det-fps']['data']
+@pytest.mark.parametrize('nvcc', [None, '12.4', 'same'])
+def test_setup_cuda_choice_without_gpu(offline_venv, bundle, tmp_path, nvcc):
+    """GLNET_MM_MMCV_OPS=cuda on this GPU-less machine, before anything is
+    built: no compiler -> what to install; another CUDA major -> refused;
+    a matching compiler -> TORCH_CUDA_ARCH_LIST is asked for."""
+    venv, _, env = offline_venv
+    torch_cuda = run([str(venv / 'bin' / 'python'), '-c',
+                      'import torch; print(torch.version.cuda or "")'])
+    torch_cuda = torch_cuda.stdout.strip()
+    if not torch_cuda:
+        pytest.skip('this torch is a CPU build')
+    # PATH without any nvcc, CUDA_HOME unset
+    path = [d for d in os.environ['PATH'].split(':')
+            if d and not osp.exists(osp.join(d, 'nvcc'))]
+    if nvcc is not None:
+        release = torch_cuda if nvcc == 'same' else nvcc
+        path.insert(0, _fake_nvcc(tmp_path / 'bin', release))
+    env = dict(env, GLNET_MM_MMCV_OPS='cuda', PATH=':'.join(path),
+               CUDA_HOME='')
+    env.pop('TORCH_CUDA_ARCH_LIST', None)
+    out = run(['bash', osp.join(TOOLS, 'setup_env.sh'), '--offline',
+               str(bundle)], env=env)
+    assert out.returncode != 0, explain(out)
+    if nvcc is None:
+        assert 'no CUDA' in out.stderr and 'compiler was found' in out.stderr
+        assert f"cuda-toolkit-{torch_cuda.replace('.', '-')}" in out.stderr
+        assert 'GLNET_MM_MMCV_OPS=cpu' in out.stderr
+    elif nvcc == '12.4' and not torch_cuda.startswith('12.'):
+        assert 'differ in their CUDA major version' in out.stderr
+    else:
+        assert 'set TORCH_CUDA_ARCH_LIST' in out.stderr
+    # nothing was built or cached
+    cache = env['GLNET_MM_CACHE']
+    assert not [d for d in os.listdir(cache) if 'cuda' in d] \
+        if osp.isdir(cache) else True
 
 
 # ------------------------------------------------------- bad input, cheap ---
@@ -325,16 +303,75 @@ def test_check_mmcv_ops_cpu():
     assert result['nms_same_indices'] and 0 < result['nms_kept'] < 300
 
 
-def test_det_step_on_cpu(tmp_path):
-    """gpu_check's Mask R-CNN step (step 5) on the CPU, 2 iterations, in this
-    environment (which has mmcv's CPU ops; the dry run's mmcv-lite has not)."""
-    pytest.importorskip('mmcv._ext')
-    out = run([sys.executable, osp.join(TOOLS, 'gpu_check_steps.py'), 'det',
-               '--device', 'cpu', '--iters', '2', '--batch', '2',
-               '--num-images', '4', '--workers', '0', '--work', str(tmp_path),
-               '--out', str(tmp_path / 'det.json')],
-              env=dict(PYTHONPATH=REPO))
+# ------------------------------------- gpu_check.sh --dry-run (last) ---
+@pytest.fixture(scope='module')
+def dry_run(bundle, offline_venv, tmp_path_factory):
+    """`gpu_check.sh --dry-run` with the bundle, on the torch-only Python.
+
+    Its work folder is that of `offline_venv`, whose venv its install step
+    (the same setup_env.sh call) then reuses: the install itself is tested
+    above. Its mmcv-build step turns that venv's mmcv-lite into mmcv with CPU
+    ops, so these tests come last."""
+    venv, _, env = offline_venv
+    out_dir = tmp_path_factory.mktemp('gpu_check') / 'report'
+    out = run(['bash', osp.join(TOOLS, 'gpu_check.sh'), str(out_dir),
+               '--bundle', str(bundle), '--dry-run'],
+              env=dict(NO_NETWORK, PYTHON=env['PYTHON'],
+                       GLNET_MM_CHECK_WORK=str(venv.parent)))
+    return out, out_dir, env['PYTHON']
+
+
+def test_gpu_check_dry_run(dry_run):
+    """`gpu_check.sh --dry-run`: every step that needs no GPU, reported in
+    JSON and Markdown."""
+    out, out_dir, torch_python = dry_run
     assert out.returncode == 0, explain(out)
-    det = json.loads((tmp_path / 'det.json').read_text())
-    run_ = det['models']['mask-rcnn-glnet-toy']
-    assert run_['iters'] == 2 and run_['finite'] and det['failures'] == []
+    assert sorted(os.listdir(out_dir)) == ['gpu_check.log', 'results.json',
+                                           'results.md']
+    results = json.loads((out_dir / 'results.json').read_text())
+    assert results['dry_run'] is True
+    steps = {s['step']: s for s in results['steps']}
+    order = [s['step'] for s in results['steps']]
+    assert order == ['install', 'parity', 'throughput', 'mmcv-build',
+                     'seg-toy', 'det-toy', 'det-fps']
+    for name in ('install', 'parity', 'mmcv-build', 'seg-toy', 'det-toy'):
+        assert steps[name]['status'] == 'ok', steps[name]
+        assert steps[name]['seconds'] >= 0
+    assert 'CPU ops' in steps['mmcv-build']['note']
+    parity = steps['parity']['data']['parity.json']
+    assert set(parity['models']) == {'glnet-stl', 'glnet-4g'}
+    for entry in parity['models'].values():
+        assert len(entry['fp32']) == 4 and max(entry['fp32']) <= 1e-4
+        assert entry['bf16']['finite']
+    seg = steps['seg-toy']['data']['seg.json']['models']
+    assert set(seg) == {'glnet-toy', 'glnet-stl', 'swin-t'}
+    det = steps['det-toy']['data']['det.json']['models']
+    assert set(det) == {'mask-rcnn-glnet-toy'}
+    for run_ in list(seg.values()) + list(det.values()):
+        assert run_['iters'] == 3 and run_['finite'] and run_['s_per_iter'] > 0
+    markdown = (out_dir / 'results.md').read_text()
+    assert '# GPU check (dry run on the CPU)' in markdown
+    for name in order:
+        assert f'| {name} |' in markdown
+    assert '## seg-toy: seg.json' in markdown
+    # the same folder is not written again without --force
+    again = run(['bash', osp.join(TOOLS, 'gpu_check.sh'), str(out_dir),
+                 '--dry-run'], env=dict(PYTHON=torch_python))
+    assert again.returncode != 0 and 'not empty' in again.stderr
+
+
+def test_gpu_check_dry_run_benchmarks(dry_run):
+    """Steps 3 and 7 call tools/benchmark.py, the project's benchmark tool."""
+    if not osp.exists(osp.join(TOOLS, 'benchmark.py')):
+        pytest.skip("tools/benchmark.py (the lead's benchmark tool) is not "
+                    'in this checkout yet: steps 3 and 7 are reported as '
+                    'skipped')
+    out, out_dir, _ = dry_run
+    assert out.returncode == 0, explain(out)
+    results = json.loads((out_dir / 'results.json').read_text())
+    steps = {s['step']: s for s in results['steps']}
+    assert steps['throughput']['status'] == 'ok', steps['throughput']
+    # backbone fp32, classifier fp32 with channels_last
+    assert len(steps['throughput']['data']) == 2
+    assert steps['det-fps']['status'] == 'ok', steps['det-fps']
+    assert steps['det-fps']['data']

@@ -94,9 +94,10 @@ find_nvcc() {
 
 # What to install when a GPU is there but no CUDA compiler.
 explain_missing_nvcc() {
-    local cu="$1" dash="${1/./-}"
+    local cu="$1" dash="${1/./-}" seen="sees $NGPU CUDA GPU(s) (arch $GPU_ARCHS)"
+    [ "$NGPU" -gt 0 ] || seen="is a CUDA $cu build and GLNET_MM_MMCV_OPS=cuda"
     cat >&2 <<EOF
-[setup] error: torch $TORCH_VERSION sees $NGPU CUDA GPU(s) (arch $GPU_ARCHS) but no CUDA
+[setup] error: torch $TORCH_VERSION $seen, but no CUDA
 [setup] compiler was found (no nvcc on PATH, none in \$CUDA_HOME/bin). mmcv's CUDA ops
 [setup] (RoIAlign, NMS: what mmdet's detectors need on a GPU) are compiled here, with
 [setup] the CUDA toolkit of the version torch was built with: CUDA $cu. Install one of:
