@@ -190,14 +190,17 @@ def test_offline_install_is_reused(offline_venv, bundle):
     assert 'reusing' in out.stdout and '1/4' not in out.stdout
 
 
-def _fake_nvcc(folder, release):
-    """A stand-in nvcc that only tells its version."""
-    folder.mkdir()
-    nvcc = folder / 'nvcc'
+def _fake_nvcc(home, release):
+    """A stand-in CUDA toolkit: an nvcc that only tells its version, and a
+    header where setup_env.sh looks for one."""
+    (home / 'bin').mkdir(parents=True)
+    (home / 'include').mkdir()
+    (home / 'include' / 'cuda_runtime.h').write_text('')
+    nvcc = home / 'bin' / 'nvcc'
     nvcc.write_text('#!/bin/sh\necho "Cuda compilation tools, release '
                     f'{release}, V{release}.0"\n')
     nvcc.chmod(0o755)
-    return str(folder)
+    return str(home / 'bin')
 
 
 @pytest.mark.parametrize('nvcc', [None, '12.4', 'same'])
@@ -216,7 +219,7 @@ def test_setup_cuda_choice_without_gpu(offline_venv, bundle, tmp_path, nvcc):
             if d and not osp.exists(osp.join(d, 'nvcc'))]
     if nvcc is not None:
         release = torch_cuda if nvcc == 'same' else nvcc
-        path.insert(0, _fake_nvcc(tmp_path / 'bin', release))
+        path.insert(0, _fake_nvcc(tmp_path / 'cuda', release))
     env = dict(env, GLNET_MM_MMCV_OPS='cuda', PATH=':'.join(path),
                CUDA_HOME='')
     env.pop('TORCH_CUDA_ARCH_LIST', None)

@@ -190,7 +190,14 @@ print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "no
         NVCC_VERSION="$("$NVCC" --version | sed -n 's/.*release \([0-9][0-9.]*\),.*/\1/p')"
         [ "${NVCC_VERSION%%.*}" = "${TORCH_CUDA%%.*}" ] ||
             die "nvcc $NVCC ($NVCC_VERSION) and torch $TORCH_VERSION (CUDA $TORCH_CUDA) differ in their CUDA major version, which torch's extension builder refuses; put the CUDA $TORCH_CUDA toolkit first on PATH / in CUDA_HOME"
-        [ -n "${CUDA_HOME:-}" ] || export CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$NVCC")")")"
+        # The toolkit folder (headers) for torch's extension builder: nvcc's
+        # grandparent unless nvcc is a wrapper elsewhere, else /usr/local/cuda.
+        if [ -z "${CUDA_HOME:-}" ]; then
+            for home in "$(dirname "$(dirname "$(readlink -f "$NVCC")")")" /usr/local/cuda; do
+                if [ -f "$home/include/cuda_runtime.h" ]; then export CUDA_HOME="$home"; break; fi
+            done
+            [ -n "${CUDA_HOME:-}" ] || die "no CUDA headers (include/cuda_runtime.h) beside $NVCC or in /usr/local/cuda: set CUDA_HOME to the CUDA $NVCC_VERSION toolkit"
+        fi
         ARCHS="${TORCH_CUDA_ARCH_LIST:-}"
         [ -n "$ARCHS" ] || [ "$GPU_ARCHS" = none ] || ARCHS="$GPU_ARCHS"
         [ -n "$ARCHS" ] || die "GLNET_MM_MMCV_OPS=cuda but no GPU is visible: set TORCH_CUDA_ARCH_LIST (e.g. '9.0' for H100)"
