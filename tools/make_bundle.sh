@@ -12,7 +12,7 @@
 #                    output works; versions are ignored): left out of the bundle
 #                    and accepted there at whatever version is installed. An
 #                    opencv there (any of its four builds) replaces ours;
-#                    setuptools < 81 is bundled whatever the target has.
+#                    setuptools < 81 and pip are bundled whatever the target has.
 #   --force          write into a non-empty OUT_DIR
 #
 # OUT_DIR then holds:
@@ -105,6 +105,10 @@ PIP download --only-binary=:all: --python-version "$PYVER" --implementation cp "
     -c "$work/build.txt"
 PIP download --only-binary=:all: --python-version "$PYVER" --implementation cp "${platform_args[@]}" \
     --no-deps -d "$work/wheels" openmim==0.3.9   # without its opendatalab (see README)
+# pip itself: setup_env.sh --offline installs it into a venv where the target's
+# Python has no ensurepip (Debian/Ubuntu without python3-venv).
+PIP download --only-binary=:all: --python-version "$PYVER" --implementation cp "${platform_args[@]}" \
+    --no-deps -d "$work/wheels" pip
 
 # mmengine's wheel names opencv-python; the headless build stands in for it.
 rm -f "$work"/wheels/opencv_python-[0-9]*.whl
@@ -116,9 +120,10 @@ fi
 : > "$work/have.txt"
 opencv_there=0
 if [ -n "$HAVE" ]; then
-    # setuptools stays in: mmcv's build needs one < 81 (pkg_resources).
+    # setuptools stays in: mmcv's build needs one < 81 (pkg_resources); pip
+    # too (a venv without ensurepip gets it from the bundle).
     sed -E 's/\s*#.*//; s/\s*(@|[=<>!~;[]).*//; /^\s*$/d' "$HAVE" | norm | sort -u |
-        grep -vx setuptools > "$work/have.txt" || true
+        grep -vxE 'setuptools|pip' > "$work/have.txt" || true
     ! grep -qE '^opencv-(contrib-)?python(-headless)?$' "$work/have.txt" || opencv_there=1
 fi
 : > "$work/lock.txt"; : > "$work/kept-out.txt"

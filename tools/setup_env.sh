@@ -111,6 +111,21 @@ EOF
     exit 1
 }
 
+# A venv with pip. Where ensurepip is missing (Debian/Ubuntu without
+# python3-venv), offline: a venv without pip, then pip from the bundle's wheel.
+make_venv() {
+    local err pipwhl
+    err="$("$PY" -m venv "$VENV" 2>&1)" && return 0
+    rm -rf "$VENV"
+    pipwhl="$(ls "${BUNDLE:-/nonexistent}"/pip-*.whl 2>/dev/null | head -n1)"
+    if [ -n "$pipwhl" ] && "$PY" -m venv --without-pip "$VENV"; then
+        say "no ensurepip in $PY: pip installed from the bundle's $(basename "$pipwhl")"
+        "$VENV/bin/python" "$pipwhl/pip" install -q --no-index --disable-pip-version-check "$pipwhl"
+        return
+    fi
+    die "$PY -m venv failed (on Debian/Ubuntu: apt-get install python3-venv): $err"
+}
+
 # Uninstall any mmcv / mmcv-lite (they share files), then install the wheel.
 install_mmcv_wheel() {
     "$VENV/bin/python" -m pip --disable-pip-version-check -q uninstall -y mmcv mmcv-lite >/dev/null 2>&1 || true
@@ -126,7 +141,7 @@ else
     if [ "$MODE" = pinned ]; then
         [ ! -f "$(ls "$VENV"/lib/python3*/site-packages/$BASE_PTH 2>/dev/null | head -n1)" ] ||
             die "$VENV reuses another interpreter's torch (made with --system-torch/--offline); remove it first"
-        [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+        [ -x "$VENV/bin/python" ] || make_venv
         say "1/4 torch, torchvision and build tools"
         PIP install -r requirements/build.txt
     else
@@ -137,7 +152,7 @@ else
         if [ -x "$VENV/bin/python" ] && [ ! -f "$(ls "$VENV"/lib/python3*/site-packages/$BASE_PTH 2>/dev/null | head -n1)" ]; then
             die "$VENV already exists with its own packages; remove it or choose another GLNET_MM_VENV"
         fi
-        [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+        [ -x "$VENV/bin/python" ] || make_venv
         # The package folders of $PYTHON that the new venv lacks go into a .pth
         # file: they come after the venv's own, so what is installed here wins.
         # (Written anew: the venv's own folders are read without the old one.)
