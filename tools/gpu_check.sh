@@ -2,7 +2,7 @@
 # One GPU check of the project, for a bare GPU machine without network: the
 # machine's own python3 and torch (any CUDA build), and an offline bundle.
 #
-#   bash tools/gpu_check.sh OUT_DIR [--bundle DIR] [--dry-run] [--force]
+#   bash tools/gpu_check.sh OUT_DIR [--bundle DIR] [--dry-run] [--build-early] [--force]
 #
 #   --bundle DIR   the offline bundle (tools/make_bundle.sh --python X.Y for the
 #                  machine's Python); without it step 1 uses the network
@@ -10,6 +10,9 @@
 #   --dry-run      on a CPU machine: everything that needs no GPU, with tiny
 #                  sizes and iteration counts (what CI runs)
 #   --force        write into a non-empty OUT_DIR
+#   --build-early  start step 4's mmcv build in the background right after
+#                  step 1 (MAX_JOBS = cores - 2), to fit the 10 minutes; steps
+#                  2-3 then share the CPU with the compiler
 #
 # Writes OUT_DIR/results.json, OUT_DIR/results.md (a table of the steps and of
 # their measurements) and OUT_DIR/gpu_check.log (every step's output). The
@@ -45,11 +48,12 @@ PY="${PYTHON:-python3}"
 die() { printf 'gpu_check: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-OUT=""; BUNDLE=""; DRY=0; FORCE=0
+OUT=""; BUNDLE=""; DRY=0; FORCE=0; EARLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bundle) [ $# -ge 2 ] || die "--bundle needs a folder"; BUNDLE="$2"; shift ;;
         --dry-run) DRY=1 ;;
+        --build-early) EARLY=1 ;;
         --force) FORCE=1 ;;
         -h|--help) usage; exit 0 ;;
         -*) die "unknown option '$1' (see --help)" ;;
@@ -101,6 +105,8 @@ else
     DET_FPS_ARGS=(--batch 1 --device cuda --rounds 20 --warmup 5)
 fi
 MODELS=(glnet-stl glnet-4g swin-t convnext-t glnet-stl-local)
+ARCH=""
+[ "$DRY" = 1 ] || ARCH="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')"
 
 # run_step NAME NOTE RESULT_FILES... -- COMMAND...: run, time and record a step.
 run_step() {
@@ -132,11 +138,39 @@ skip() { record "$1" skipped 0 "$2"; echo "== step $1: skipped: $2" | tee -a "$L
 
 venv_ok() { [ -x "$VPY" ] && "$VPY" -c 'import mmengine, mmseg, glnet_mm' 2>/dev/null; }
 
+# The mmcv build with compiled ops (step 4): CUDA ops for this GPU's arch; in
+# a dry run CPU ops, with the cache of `make setup` (its wheel is reused when
+# the torch is the same).
+set_build() {  # set_build VENV MAX_JOBS CAP: BUILD=(setup_env.sh with ops)
+    BUILD=(timeout "$3" env GLNET_MM_VENV="$1" MAX_JOBS="$2" PYTHON="$PY")
+    if [ "$DRY" = 1 ]; then
+        BUILD+=(GLNET_MM_MMCV_OPS=cpu)
+    else
+        BUILD+=(GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=cuda TORCH_CUDA_ARCH_LIST="$ARCH")
+    fi
+    BUILD+=(bash tools/setup_env.sh "${setup_args[@]}")
+}
+
 # ---- 1. install -------------------------------------------------------------
 if [ -n "$BUNDLE" ]; then setup_args=(--offline "$BUNDLE"); else setup_args=(--system-torch); fi
 run_step install "setup_env.sh ${setup_args[*]} with GLNET_MM_MMCV_OPS=none" -- \
     env GLNET_MM_VENV="$VENV" GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=none PYTHON="$PY" \
     bash tools/setup_env.sh "${setup_args[@]}"
+
+# --build-early: the mmcv build of step 4 starts now, in the background, in a
+# second venv, with 2 cores left to the steps in between; step 4 then installs
+# the cached wheel. (Its time then overlaps steps 2-3.)
+EARLY_PID=""
+if [ "$EARLY" = 1 ] && venv_ok; then
+    EARLY_JOBS=$((CORES > 4 ? CORES - 2 : 1))
+    EARLY_T0=$SECONDS
+    early_cap="${GLNET_MM_BUILD_CAP:-$((BUDGET - SECONDS - 180))}"
+    [ "$early_cap" -ge 60 ] || early_cap=60
+    echo "== mmcv build started in the background (MAX_JOBS=$EARLY_JOBS, cap $early_cap s)" | tee -a "$LOG"
+    set_build "$WORK/venv-build" "$EARLY_JOBS" "$early_cap"
+    "${BUILD[@]}" > "$WORK/early-build.log" 2>&1 &
+    EARLY_PID=$!
+fi
 
 # ---- 2. parity --------------------------------------------------------------
 if venv_ok; then
@@ -174,18 +208,28 @@ fi
 # mmcv-lite runs GLNet and mmpretrain (steps 2-3) but not them.
 if ! venv_ok; then
     skip mmcv-build "the install step failed"
-elif [ "$DRY" = 1 ]; then
-    # CPU ops; the wheel of `make setup` is reused from the cache when the
-    # torch is the same (else compiled: ~10 min on 2 cores).
-    run_step mmcv-build "dry run: CPU ops (the CUDA build needs a GPU)" -- \
-        env GLNET_MM_VENV="$VENV" GLNET_MM_MMCV_OPS=cpu PYTHON="$PY" bash tools/setup_env.sh "${setup_args[@]}"
 else
-    arch="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')"
-    cap="${GLNET_MM_BUILD_CAP:-$((BUDGET - SECONDS - 180))}"
-    [ "$cap" -ge 60 ] || cap=60
-    run_step mmcv-build "CUDA ops for arch $arch, MAX_JOBS=$CORES, cap $cap s" -- \
-        timeout "$cap" env GLNET_MM_VENV="$VENV" GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=cuda \
-        TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="$CORES" PYTHON="$PY" bash tools/setup_env.sh "${setup_args[@]}"
+    early_rc=0
+    if [ -n "$EARLY_PID" ]; then
+        # the build started after step 1: wait for it, then install its wheel
+        echo "== step mmcv-build: waiting for the early build (pid $EARLY_PID)" | tee -a "$LOG"
+        wait "$EARLY_PID" || early_rc=$?
+        cat "$WORK/early-build.log" >> "$LOG"
+        note="early build (background since step 1, MAX_JOBS=$EARLY_JOBS): exit $early_rc after $((SECONDS - EARLY_T0)) s; then"
+        jobs=$CORES; cap=300  # only installs the cached wheel
+    else
+        note=""; jobs=$CORES
+        cap="${GLNET_MM_BUILD_CAP:-$((BUDGET - SECONDS - 180))}"
+        [ "$cap" -ge 60 ] || cap=60
+    fi
+    if [ "$DRY" = 1 ]; then note="$note dry run: CPU ops (the CUDA build needs a GPU)"
+    else note="$note CUDA ops for arch $ARCH, MAX_JOBS=$jobs, cap $cap s"; fi
+    if [ "$early_rc" != 0 ]; then
+        record mmcv-build failed "$((SECONDS - EARLY_T0))" "${note% then} (see gpu_check.log)"
+    else
+        set_build "$VENV" "$jobs" "$cap"
+        run_step mmcv-build "${note# }" -- "${BUILD[@]}"
+    fi
 fi
 has_ops() { "$VPY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmcv._ext") is None)' 2>/dev/null; }
 
@@ -220,5 +264,5 @@ fi
 # ---- the report ---------------------------------------------------------------
 dry_flag=(); [ "$DRY" = 0 ] || dry_flag=(--dry-run)
 "$PY" tools/gpu_check_steps.py report --steps "$STEPS" --out-json "$OUT/results.json" \
-    --out-md "$OUT/results.md" "${dry_flag[@]}" | tee -a "$LOG"
+    --out-md "$OUT/results.md" --wall-s "$SECONDS" "${dry_flag[@]}" | tee -a "$LOG"
 echo "gpu_check: $OUT/results.md, $OUT/results.json, $OUT/gpu_check.log (work: $WORK)"

@@ -27,6 +27,7 @@ JSON is written first.
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import platform
@@ -133,7 +134,7 @@ def _train(cfg, name, device, work):
                       if device.startswith('cuda') else None),
         loss_first=first, loss_last=last,
         loss_falls=last < LOSS_FALL * first,
-        finite=all(l == l and abs(l) != float('inf') for l in losses),
+        finite=all(math.isfinite(v) for v in losses),
         optim_wrapper=cfg.optim_wrapper.type,
         params_m=sum(p.numel() for p in runner.model.parameters()) / 1e6)
 
@@ -320,7 +321,8 @@ def report(args):
                         step.setdefault('data', {})[osp.basename(path)] = \
                             'not JSON'
     out = dict(machine=machine(), dry_run=args.dry_run,
-               total_s=sum(s.get('seconds', 0) for s in steps), steps=steps)
+               wall_s=args.wall_s,
+               steps_s=sum(s.get('seconds', 0) for s in steps), steps=steps)
     with open(args.out_json, 'w') as f:
         json.dump(out, f, indent=2)
     m = out['machine']
@@ -328,7 +330,7 @@ def report(args):
              '',
              f'{m.get("gpu") or "no GPU"}; torch {m.get("torch")} (CUDA '
              f'{m.get("cuda")}); Python {m["python"]}; {m["cpus"]} CPUs. '
-             f'Total {out["total_s"]:.0f} s.',
+             f'{out["wall_s"]} s in all (wall clock).',
              '',
              '| step | status | seconds | note |', '|---|---|---|---|']
     for s in steps:
@@ -370,6 +372,7 @@ def main(argv=None):
     p.add_argument('--out-json', required=True)
     p.add_argument('--out-md', required=True)
     p.add_argument('--dry-run', action='store_true')
+    p.add_argument('--wall-s', type=int, help='the whole run\'s seconds')
     args = parser.parse_args(argv)
     if args.step in ('parity', 'seg', 'det'):
         import torch
