@@ -90,9 +90,9 @@ if [ "$DRY" = 1 ]; then
     DEVICE=cpu; ITERS=3
     PARITY_ARGS=(--batch 1 --size 64)
     TRAIN_ARGS=(--batch 2 --num-images 4 --workers 0)
-    BENCH_ARGS=(--batch 2 --size 64 --device cpu --rounds 1 --warmup 0 --smoke)
+    BENCH_ARGS=(--batch 2 --size 64 --device cpu --smoke)
     BENCH_RUNS=("backbone fp32 off" "classifier fp32 on")
-    DET_FPS_ARGS=(--batch 1 --device cpu --rounds 1 --warmup 0 --smoke)
+    DET_FPS_ARGS=(--batch 1 --size 256 416 --device cpu --smoke)
 else
     DEVICE=cuda; ITERS=100
     PARITY_ARGS=(--batch 2 --size 224)
