@@ -42,8 +42,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
 PY="${PYTHON:-python3}"
+# a relative PYTHON is taken from the caller's folder (not resolved further:
+# a venv's python is a link that must stay one)
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
+CALLER="$PWD"
+# a path given relative to the caller's folder, made absolute
+abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$CALLER/$1" ;; esac; }
+cd "$ROOT"
 
 die() { printf 'gpu_check: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -51,13 +57,13 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 OUT=""; BUNDLE=""; DRY=0; FORCE=0; EARLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
-        --bundle) [ $# -ge 2 ] || die "--bundle needs a folder"; BUNDLE="$2"; shift ;;
+        --bundle) [ $# -ge 2 ] || die "--bundle needs a folder"; BUNDLE="$(abspath "$2")"; shift ;;
         --dry-run) DRY=1 ;;
         --build-early) EARLY=1 ;;
         --force) FORCE=1 ;;
         -h|--help) usage; exit 0 ;;
         -*) die "unknown option '$1' (see --help)" ;;
-        *) [ -z "$OUT" ] || die "one OUT_DIR only ('$OUT' and '$1')"; OUT="$1" ;;
+        *) [ -z "$OUT" ] || die "one OUT_DIR only ('$OUT' and '$1')"; OUT="$(abspath "$1")" ;;
     esac
     shift
 done
@@ -75,7 +81,7 @@ if [ "$DRY" = 0 ] && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_a
 fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-WORK="${GLNET_MM_CHECK_WORK:-$(mktemp -d /tmp/glnet_mm_gpu_check.XXXXXX)}"
+WORK="$(abspath "${GLNET_MM_CHECK_WORK:-$(mktemp -d /tmp/glnet_mm_gpu_check.XXXXXX)}")"
 mkdir -p "$WORK"
 VENV="$WORK/venv"
 VPY="$VENV/bin/python"

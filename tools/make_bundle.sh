@@ -38,6 +38,9 @@ PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
     if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
 fi
+# a relative PYTHON is taken from the caller's folder (not resolved further:
+# a venv's python is a link that must stay one)
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 MMCV_VERSION=2.1.0
 
 die() { printf 'make_bundle: %s\n' "$*" >&2; exit 1; }

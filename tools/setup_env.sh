@@ -40,10 +40,16 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
 PY="${PYTHON:-python3}"
-VENV="${GLNET_MM_VENV:-$ROOT/.venv}"
-CACHE="${GLNET_MM_CACHE:-$HOME/.cache/glnet_mm}"
+# a relative PYTHON is taken from the caller's folder (not resolved further:
+# a venv's python is a link that must stay one)
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
+CALLER="$PWD"
+# a path given relative to the caller's folder, made absolute
+abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$CALLER/$1" ;; esac; }
+cd "$ROOT"
+VENV="$(abspath "${GLNET_MM_VENV:-$ROOT/.venv}")"
+CACHE="$(abspath "${GLNET_MM_CACHE:-$HOME/.cache/glnet_mm}")"
 OPS_WANTED="${GLNET_MM_MMCV_OPS:-auto}"
 MMCV_VERSION=2.1.0
 BASE_PTH=_glnet_mm_base_env.pth   # marks a venv that reuses $PYTHON's torch
@@ -62,7 +68,7 @@ while [ $# -gt 0 ]; do
         --system-torch) MODE=system ;;
         --offline)
             [ $# -ge 2 ] || die "--offline needs the bundle folder (tools/make_bundle.sh OUT_DIR)"
-            BUNDLE="$2"; MODE=offline; shift ;;
+            BUNDLE="$(abspath "$2")"; MODE=offline; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
