@@ -3,7 +3,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test
+# `make bundle`: the offline bundle (docs/gpu.md), e.g.
+#   make bundle BUNDLE=dist/bundle-py312 BUNDLE_ARGS="--python 3.12"
+BUNDLE ?= dist/bundle
+BUNDLE_ARGS ?=
+
+.PHONY: setup demo test bundle
 setup:
 	bash tools/setup_env.sh
 
@@ -12,3 +17,6 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bundle: setup
+	PYTHON=$(PY) bash tools/make_bundle.sh $(BUNDLE_ARGS) $(BUNDLE)

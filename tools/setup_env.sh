@@ -1,63 +1,307 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtual environment at .venv/ with the pinned
+# Create (or reuse) the project's virtual environment with the pinned
 # OpenMMLab stack, then install glnet_mm in editable mode.
 #
-# Idempotent: a venv whose stamp matches requirements/*.txt is reused as is.
-# mmcv 2.1.0 has no wheels for current torch, so its sdist is built once with the
-# CPU ops and cached outside the checkout ($GLNET_MM_CACHE, default
-# ~/.cache/glnet_mm), where every later clone on the same machine reuses it.
+#   bash tools/setup_env.sh                  # pinned torch in .venv/ (the default; CI)
+#   bash tools/setup_env.sh --system-torch   # bring your own torch (see below)
+#   bash tools/setup_env.sh --offline DIR    # no network: an offline bundle
+#                                            # (tools/make_bundle.sh) on top of
+#                                            # an installed torch
+#
+# --system-torch: reuse the torch and torchvision that $PYTHON imports (a
+#   cluster's CUDA build, say) instead of installing the pinned ones. The venv
+#   sees that interpreter's packages, like `venv --system-site-packages` (also
+#   when $PYTHON is itself a venv or conda env: a .pth file in the new venv
+#   lists its package folders), and the stack is installed on top of them.
+# --offline DIR: no network at all (pip --no-index, DIR as the only source);
+#   implies --system-torch.
+#
+# mmcv 2.1.0 has no wheels for current torch: its sdist is patched
+# (tools/patch_mmcv.sh) and built once, then cached outside the checkout
+# ($GLNET_MM_CACHE, default ~/.cache/glnet_mm) in a folder named after mmcv,
+# torch, Python, machine and ops (cpu | lite | cudaX.Y-archA_B), where every
+# later clone on the same machine reuses it.
+#
+# Environment:
+#   PYTHON                interpreter the venv is made from (default python3)
+#   GLNET_MM_VENV         the venv (default .venv/ in the checkout)
+#   GLNET_MM_CACHE        cache of built mmcv wheels (default ~/.cache/glnet_mm)
+#   GLNET_MM_MMCV_OPS     auto (default) | cpu | cuda | none: mmcv's compiled ops.
+#                         auto: CUDA ops when torch sees a GPU and nvcc is found
+#                         (on PATH or $CUDA_HOME/bin/nvcc), else CPU ops.
+#                         none: mmcv without compiled ops (mmcv-lite; seconds to
+#                         build): enough for GLNet, mmseg and mmpretrain, not
+#                         for mmdet's RoI heads and NMS.
+#   TORCH_CUDA_ARCH_LIST  CUDA build: architectures (default: the visible GPUs')
+#   MAX_JOBS              parallel compile jobs (default: nproc)
+#
+# Idempotent: a venv whose stamp matches requirements/*.txt, these scripts and
+# the chosen mode is reused as is.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
 PY="${PYTHON:-python3}"
-VENV="$ROOT/.venv"
-CACHE="${GLNET_MM_CACHE:-$HOME/.cache/glnet_mm}"
+# a relative PYTHON is taken from the caller's folder (not resolved further:
+# a venv's python is a link that must stay one)
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
+CALLER="$PWD"
+# a path given relative to the caller's folder, made absolute
+abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$CALLER/$1" ;; esac; }
+cd "$ROOT"
+VENV="$(abspath "${GLNET_MM_VENV:-$ROOT/.venv}")"
+CACHE="$(abspath "${GLNET_MM_CACHE:-$HOME/.cache/glnet_mm}")"
+OPS_WANTED="${GLNET_MM_MMCV_OPS:-auto}"
 MMCV_VERSION=2.1.0
-STAMP_VALUE="$(cat requirements/build.txt requirements/runtime.txt tools/setup_env.sh | sha256sum | cut -c1-16)"
-STAMP="$VENV/.glnet_mm_stack"
+BASE_PTH=_glnet_mm_base_env.pth   # marks a venv that reuses $PYTHON's torch
 
 say() { printf '[setup] %s\n' "$*"; }
-PIP() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v '^WARNING: Location' || true; return "${PIPESTATUS[0]}"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+# pip, quiet, without the warnings of a pip.conf naming absent local indexes;
+# pip's exit status is kept (pipefail).
+PIP() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
 
+# ---- options --------------------------------------------------------------
+MODE=pinned
+BUNDLE=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --system-torch) MODE=system ;;
+        --offline)
+            [ $# -ge 2 ] || die "--offline needs the bundle folder (tools/make_bundle.sh OUT_DIR)"
+            BUNDLE="$(abspath "$2")"; MODE=offline; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option '$1' (see --help)" ;;
+    esac
+    shift
+done
+case "$OPS_WANTED" in auto|cpu|cuda|none) ;; *) die "GLNET_MM_MMCV_OPS='$OPS_WANTED': use auto, cpu, cuda or none" ;; esac
+if [ "$MODE" = offline ]; then
+    [ -d "$BUNDLE" ] || die "--offline $BUNDLE: no such folder"
+    BUNDLE="$(cd "$BUNDLE" && pwd)"
+    for f in requirements.txt "mmcv-$MMCV_VERSION.tar.gz"; do
+        [ -f "$BUNDLE/$f" ] || die "--offline $BUNDLE: no $f there; is it a folder written by tools/make_bundle.sh?"
+    done
+    # Every pip call below: no index, the bundle as the only source.
+    export PIP_NO_INDEX=1 PIP_FIND_LINKS="$BUNDLE"
+fi
+
+STAMP_VALUE="$( { cat requirements/*.txt tools/setup_env.sh tools/patch_mmcv.sh
+                  echo "$MODE $OPS_WANTED ${TORCH_CUDA_ARCH_LIST:-}"
+                  [ -z "$BUNDLE" ] || cat "$BUNDLE/requirements.txt"; } | sha256sum | cut -c1-16)"
+STAMP="$VENV/.glnet_mm_stack"
+
+# ---- helpers --------------------------------------------------------------
+# The CUDA compiler: nvcc on PATH, else $CUDA_HOME/bin/nvcc; empty if none.
+find_nvcc() {
+    if command -v nvcc >/dev/null 2>&1; then command -v nvcc
+    elif [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then echo "$CUDA_HOME/bin/nvcc"
+    fi
+}
+
+# What to install when a GPU is there but no CUDA compiler.
+explain_missing_nvcc() {
+    local cu="$1" dash="${1/./-}" seen="sees $NGPU CUDA GPU(s) (arch $GPU_ARCHS)"
+    [ "$NGPU" -gt 0 ] || seen="is a CUDA $cu build and GLNET_MM_MMCV_OPS=cuda"
+    cat >&2 <<EOF
+[setup] error: torch $TORCH_VERSION $seen, but no CUDA
+[setup] compiler was found (no nvcc on PATH, none in \$CUDA_HOME/bin). mmcv's CUDA ops
+[setup] (RoIAlign, NMS: what mmdet's detectors need on a GPU) are compiled here, with
+[setup] the CUDA toolkit of the version torch was built with: CUDA $cu. Install one of:
+[setup]   - a cluster module:  module load cuda/$cu   (then nvcc is on PATH)
+[setup]   - NVIDIA's apt repository:  apt-get install cuda-toolkit-$dash
+[setup]     (then export CUDA_HOME=/usr/local/cuda-$cu)
+[setup]   - conda:  conda install -c nvidia cuda-toolkit=$cu
+[setup] and run this again. Or choose explicitly: GLNET_MM_MMCV_OPS=cpu (CPU ops only:
+[setup] GLNet, mmseg and mmpretrain run on the GPU, mmdet's RoI ops do not).
+EOF
+    exit 1
+}
+
+# A venv with pip. Where ensurepip is missing (Debian/Ubuntu without
+# python3-venv), offline: a venv without pip, then pip from the bundle's wheel.
+make_venv() {
+    local err pipwhl
+    err="$("$PY" -m venv "$VENV" 2>&1)" && return 0
+    rm -rf "$VENV"
+    pipwhl="$(ls "${BUNDLE:-/nonexistent}"/pip-*.whl 2>/dev/null | head -n1)"
+    if [ -n "$pipwhl" ] && "$PY" -m venv --without-pip "$VENV"; then
+        say "no ensurepip in $PY: pip installed from the bundle's $(basename "$pipwhl")"
+        "$VENV/bin/python" "$pipwhl/pip" install -q --no-index --disable-pip-version-check "$pipwhl"
+        return
+    fi
+    die "$PY -m venv failed (on Debian/Ubuntu: apt-get install python3-venv): $err"
+}
+
+# Uninstall any mmcv / mmcv-lite (they share files), then install the wheel.
+install_mmcv_wheel() {
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q uninstall -y mmcv mmcv-lite >/dev/null 2>&1 || true
+    PIP install --no-deps "$1"
+}
+
+# ---- the venv -------------------------------------------------------------
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_VALUE" ] && [ -x "$VENV/bin/python" ]; then
     say "reusing $VENV (stack up to date)"
 else
     t0=$SECONDS
-    say "building the pinned stack in $VENV (a few minutes; ~15 min on a fresh machine, which compiles mmcv once)"
-    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-    say "1/4 torch, torchvision and build tools"
-    PIP install -r requirements/build.txt
-
-    TORCH_VERSION="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"
-    PYTAG="$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-    WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)"
-    if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
-        say "2/4 compiling mmcv $MMCV_VERSION with CPU ops (~10 min on 2 cores; cached in $WHEEL_DIR)"
-        work="$(mktemp -d)"
-        PIP download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
-        tar xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
-        # torch >= 2.14 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17.
-        sed -i "s/\['-std=c++17'\]/['-std=c++20']/" "$work/mmcv-$MMCV_VERSION/setup.py"
-        mkdir -p "$WHEEL_DIR.tmp"
-        (cd "$work/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" \
-            "$VENV/bin/python" -m pip wheel -q --no-deps --no-build-isolation -w "$WHEEL_DIR.tmp" .)
-        rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.tmp" "$WHEEL_DIR"
-        rm -rf "$work"
+    say "building the stack in $VENV ($MODE torch; a few minutes, ~15 min on a fresh machine, which compiles mmcv once)"
+    if [ "$MODE" = pinned ]; then
+        [ ! -f "$(ls "$VENV"/lib/python3*/site-packages/$BASE_PTH 2>/dev/null | head -n1)" ] ||
+            die "$VENV reuses another interpreter's torch (made with --system-torch/--offline); remove it first"
+        [ -x "$VENV/bin/python" ] || make_venv
+        say "1/4 torch, torchvision and build tools"
+        PIP install -r requirements/build.txt
     else
-        say "2/4 reusing the mmcv wheel cached in $WHEEL_DIR"
+        # Bring your own torch: it must import in $PYTHON, torchvision too
+        # (mmpretrain imports it).
+        env -u PYTHONPATH "$PY" -c 'import torch, torchvision' 2>/dev/null ||
+            die "$PY cannot import torch and torchvision; --system-torch/--offline reuse the torch of PYTHON=$PY: install torch and the torchvision that matches it there first, or set PYTHON"
+        if [ -x "$VENV/bin/python" ] && [ ! -f "$(ls "$VENV"/lib/python3*/site-packages/$BASE_PTH 2>/dev/null | head -n1)" ]; then
+            die "$VENV already exists with its own packages; remove it or choose another GLNET_MM_VENV"
+        fi
+        [ -x "$VENV/bin/python" ] || make_venv
+        # The package folders of $PYTHON that the new venv lacks go into a .pth
+        # file: they come after the venv's own, so what is installed here wins.
+        # (Written anew: the venv's own folders are read without the old one.)
+        rm -f "$VENV"/lib/python3*/site-packages/$BASE_PTH
+        parent_paths="$(env -u PYTHONPATH "$PY" -c 'import os, sys; print("\n".join(p for p in sys.path if p and os.path.isdir(p)))')"
+        env -u PYTHONPATH "$VENV/bin/python" - "$parent_paths" "$BASE_PTH" <<'EOF'
+import os, site, sys
+own = set(sys.path)
+extra = [p for p in sys.argv[1].splitlines() if p not in own]
+with open(os.path.join(site.getsitepackages()[0], sys.argv[2]), 'w') as f:
+    f.write(''.join(p + '\n' for p in extra))
+EOF
+        want="$(env -u PYTHONPATH "$PY" -c 'import torch; print(torch.__version__)')"
+        got="$(env -u PYTHONPATH "$VENV/bin/python" -c 'import torch; print(torch.__version__)')" ||
+            die "the new venv cannot import the torch of $PY"
+        [ "$want" = "$got" ] || die "the new venv imports torch $got, $PY has $want"
+        if [ "$MODE" = offline ]; then
+            say "1/4 the bundle's wheels, no network (torch $got of $PY reused)"
+            PIP install --no-deps -r "$BUNDLE/requirements.txt"
+        else
+            say "1/4 build tools (torch $got of $PY reused)"
+            grep -v -E '^(torch|torchvision)==' requirements/build.txt > "$VENV/.build-without-torch.txt"
+            PIP install -r "$VENV/.build-without-torch.txt"
+        fi
     fi
-    PIP install --no-deps "$WHEEL_DIR"/mmcv-*.whl
+    # The constraints of stage 3: build.txt, less torch when it is not ours.
+    CONSTRAINTS=requirements/build.txt
+    [ "$MODE" != system ] || CONSTRAINTS="$VENV/.build-without-torch.txt"
 
-    say "3/4 mmengine, mmdet, mmsegmentation, mmpretrain, openmim"
-    # build.txt doubles as constraints: torch and numpy stay at their pins.
-    PIP install "$WHEEL_DIR"/mmcv-*.whl -r requirements/runtime.txt -c requirements/build.txt
-    PIP install --no-deps openmim==0.3.9
+    # ---- which mmcv ops ----
+    read -r TORCH_VERSION TORCH_CUDA NGPU GPU_ARCHS PYTAG < <(env -u PYTHONPATH "$VENV/bin/python" -c '
+import sys, torch
+n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+archs = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(n)})
+print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "none",
+      "cp%d%d" % sys.version_info[:2])')
+    [ -n "${PYTAG:-}" ] || die "torch does not import in $VENV"
+    OPS="$OPS_WANTED"
+    NVCC="$(find_nvcc)"
+    if [ "$OPS" = auto ]; then
+        OPS=cpu
+        if [ "$NGPU" -gt 0 ] && [ "$TORCH_CUDA" != none ]; then
+            [ -n "$NVCC" ] || explain_missing_nvcc "$TORCH_CUDA"
+            OPS=cuda
+        fi
+    fi
+    if [ "$OPS" = cuda ]; then
+        [ "$TORCH_CUDA" != none ] || die "GLNET_MM_MMCV_OPS=cuda but torch $TORCH_VERSION is a CPU build; install a CUDA build of torch (or use --system-torch with one)"
+        [ -n "$NVCC" ] || explain_missing_nvcc "$TORCH_CUDA"
+        NVCC_VERSION="$("$NVCC" --version | sed -n 's/.*release \([0-9][0-9.]*\),.*/\1/p')"
+        [ "${NVCC_VERSION%%.*}" = "${TORCH_CUDA%%.*}" ] ||
+            die "nvcc $NVCC ($NVCC_VERSION) and torch $TORCH_VERSION (CUDA $TORCH_CUDA) differ in their CUDA major version, which torch's extension builder refuses; put the CUDA $TORCH_CUDA toolkit first on PATH / in CUDA_HOME"
+        # The toolkit folder (headers) for torch's extension builder: nvcc's
+        # grandparent unless nvcc is a wrapper elsewhere, else /usr/local/cuda.
+        if [ -z "${CUDA_HOME:-}" ]; then
+            for home in "$(dirname "$(dirname "$(readlink -f "$NVCC")")")" /usr/local/cuda; do
+                if [ -f "$home/include/cuda_runtime.h" ]; then export CUDA_HOME="$home"; break; fi
+            done
+            [ -n "${CUDA_HOME:-}" ] || die "no CUDA headers (include/cuda_runtime.h) beside $NVCC or in /usr/local/cuda: set CUDA_HOME to the CUDA $NVCC_VERSION toolkit"
+        fi
+        ARCHS="${TORCH_CUDA_ARCH_LIST:-}"
+        [ -n "$ARCHS" ] || [ "$GPU_ARCHS" = none ] || ARCHS="$GPU_ARCHS"
+        [ -n "$ARCHS" ] || die "GLNET_MM_MMCV_OPS=cuda but no GPU is visible: set TORCH_CUDA_ARCH_LIST (e.g. '9.0' for H100)"
+        OPS_TAG="cuda$NVCC_VERSION-arch$(printf '%s' "$ARCHS" | tr ' ;' '__' | tr -d '+')"
+        say "mmcv ops: CUDA (nvcc $NVCC_VERSION at $NVCC, TORCH_CUDA_ARCH_LIST=$ARCHS)"
+    elif [ "$OPS" = none ]; then
+        OPS_TAG=lite
+        say "mmcv ops: none (mmcv-lite)"
+    else
+        OPS_TAG=cpu
+        say "mmcv ops: CPU"
+    fi
+
+    # ---- 2/4 mmcv: cached wheel, or patch and build the sdist ----
+    WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)-$OPS_TAG"
+    # CPU wheels cached before the folder name said "cpu" (always CPU builds).
+    LEGACY_DIR="$CACHE/mmcv-$MMCV_VERSION-torch${TORCH_VERSION%%+*}-$PYTAG-$(uname -m)"
+    if [ "$OPS" = cpu ] && ! ls "$WHEEL_DIR"/mmcv*.whl >/dev/null 2>&1 && ls "$LEGACY_DIR"/mmcv-*.whl >/dev/null 2>&1; then
+        WHEEL_DIR="$LEGACY_DIR"
+    fi
+    if ls "$WHEEL_DIR"/mmcv*.whl >/dev/null 2>&1; then
+        say "2/4 reusing the mmcv wheel cached in $WHEEL_DIR"
+        install_mmcv_wheel "$(ls "$WHEEL_DIR"/mmcv*.whl | head -n1)"
+    else
+        case "$OPS" in
+            cpu) say "2/4 compiling mmcv $MMCV_VERSION with CPU ops (~10 min on 2 cores; cached in $WHEEL_DIR)"
+                 build_env=(MMCV_WITH_OPS=1 FORCE_CUDA=0) ;;
+            cuda) say "2/4 compiling mmcv $MMCV_VERSION with CUDA ops for $ARCHS, MAX_JOBS=${MAX_JOBS:-$(nproc)} (cached in $WHEEL_DIR)"
+                  build_env=(MMCV_WITH_OPS=1 FORCE_CUDA=1 "TORCH_CUDA_ARCH_LIST=$ARCHS") ;;
+            none) say "2/4 building mmcv-lite $MMCV_VERSION (no compiled ops)"
+                  build_env=(MMCV_WITH_OPS=0) ;;
+        esac
+        tb=$SECONDS
+        work="$(mktemp -d)"
+        if [ "$MODE" = offline ]; then
+            cp "$BUNDLE/mmcv-$MMCV_VERSION.tar.gz" "$work/"
+        else
+            PIP download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
+        fi
+        tar xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
+        bash tools/patch_mmcv.sh "$work/mmcv-$MMCV_VERSION"
+        rm -rf "$WHEEL_DIR.tmp" && mkdir -p "$WHEEL_DIR.tmp"
+        # --no-build-isolation: mmcv's setup.py must see this venv's torch, or
+        # it silently builds no ops (mmcv#3310, #3319).
+        (cd "$work/mmcv-$MMCV_VERSION" && env "${build_env[@]}" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+            "$VENV/bin/python" -m pip wheel -q --no-deps --no-build-isolation -w "$WHEEL_DIR.tmp" .)
+        rm -rf "$work"
+        wheel="$(ls "$WHEEL_DIR.tmp"/mmcv*.whl)"
+        if [ "$OPS" != none ] && ! "$VENV/bin/python" -m zipfile -l "$wheel" | grep -q 'mmcv/_ext'; then
+            die "the mmcv build produced no compiled ops (no mmcv/_ext in $wheel)"
+        fi
+        install_mmcv_wheel "$wheel"
+        # Check the ops before the wheel goes into the cache.
+        case "$OPS" in
+            cuda) "$VENV/bin/python" tools/check_mmcv_ops.py --device cuda ||
+                      die "mmcv's CUDA ops disagree with its CPU ops; the wheel is left in $WHEEL_DIR.tmp, not cached" ;;
+            cpu) "$VENV/bin/python" tools/check_mmcv_ops.py --device cpu ||
+                     die "mmcv's CPU ops disagree with torchvision's; the wheel is left in $WHEEL_DIR.tmp, not cached" ;;
+        esac
+        rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.tmp" "$WHEEL_DIR"
+        say "mmcv built in $((SECONDS - tb)) s"
+    fi
+
+    # ---- 3/4 the rest of the stack ----
+    if [ "$MODE" != offline ]; then
+        say "3/4 mmengine, mmdet, mmsegmentation, mmpretrain, openmim"
+        # build.txt doubles as constraints: numpy (and our torch) stay at their pins.
+        PIP install "$(ls "$WHEEL_DIR"/mmcv*.whl | head -n1)" -r requirements/runtime.txt \
+            -r requirements/tests.txt -r requirements/export.txt -c "$CONSTRAINTS"
+        PIP install --no-deps openmim==0.3.9
+    else
+        say "3/4 (the bundle's wheels are installed)"
+    fi
     echo "$STAMP_VALUE" > "$STAMP"
     say "stack ready in $((SECONDS - t0)) s"
 fi
 
 say "4/4 pip install -e ."
 PIP install --no-deps --no-build-isolation -e .
-"$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, glnet_mm" \
+if "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmcv._ext") is None)'; then
+    check="import mmcv.ops, mmdet, mmseg, mmpretrain, glnet_mm"
+else
+    check="import mmcv, mmdet, mmseg, mmpretrain, glnet_mm"   # mmcv-lite
+fi
+"$VENV/bin/python" -c "$check" \
     || { say "the environment does not import; remove $VENV and run again"; exit 1; }

@@ -1,0 +1,388 @@
+"""The Python steps of ``tools/gpu_check.sh``; each also runs alone.
+
+    python tools/gpu_check_steps.py parity --device cuda --out parity.json
+    python tools/gpu_check_steps.py seg --device cuda --iters 100 \\
+        --work DIR --out seg.json
+    python tools/gpu_check_steps.py det --device cuda --iters 100 \\
+        --work DIR --out det.json
+    python tools/gpu_check_steps.py report --steps steps.jsonl \\
+        --out-json results.json --out-md results.md
+
+* ``parity``: GLNet-STL and GLNet-4G (random weights) on ``--device`` against
+  the CPU in fp32, all four outputs (TF32 off); fp16 and bf16 autocast
+  outputs on ``--device``: finite and close to fp32.
+* ``seg``: the toy UPerNet (configs/segmentation/upernet_glnet-toy_*.py, on
+  a generated toy ADE) trained ``--iters`` iterations through mmengine's
+  Runner, with ``AmpOptimWrapper`` on CUDA; then the same schedule with the
+  GLNet-STL and mmseg's Swin-T backbones: s/iter and peak memory of each.
+* ``det``: the toy Mask R-CNN (configs/detection/mask-rcnn_glnet-toy_*.py on
+  a generated toy COCO), ``--iters`` iterations, AMP on CUDA. Needs mmcv's
+  compiled ops (RoIAlign, NMS).
+* ``report``: the JSON and Markdown of a gpu_check.sh run (standard library
+  only, so it also runs where the install step failed).
+
+A step exits with status 1 when its check fails (parity beyond tolerance,
+a loss that does not fall over >= 20 iterations, non-finite outputs); its
+JSON is written first.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOY_SEG = osp.join(REPO, 'configs', 'segmentation',
+                   'upernet_glnet-toy_1xb8-600iter_toy-ade-128x128.py')
+TOY_DET = osp.join(REPO, 'configs', 'detection',
+                   'mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py')
+SWIN_SEG = ('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_'
+            '8xb2-160k_ade20k-512x512.py')
+# relative error ||out - ref|| / ||ref|| allowed per precision
+TOLERANCE = {'fp32': 1e-4, 'fp16': 2e-2, 'bf16': 6e-2}
+# a loss "falls" when the mean of its last fifth is below this share of the
+# mean of its first fifth; judged only on runs of >= MIN_ITERS_FOR_LOSS
+LOSS_FALL = 0.8
+MIN_ITERS_FOR_LOSS = 20
+
+
+def write_json(path, data):
+    if path:
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(data, f, indent=2)
+    print(json.dumps(data))
+
+
+def rel_err(out, ref):
+    return ((out.float() - ref.float()).norm() /
+            ref.float().norm().clamp_min(1e-12)).item()
+
+
+# ---------------------------------------------------------------- parity ---
+def parity(args):
+    import torch
+    from glnet_mm import GLNet
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    device_type = args.device.split(':')[0]
+    result = dict(device=args.device, batch=args.batch, size=args.size,
+                  tolerance=TOLERANCE, models={})
+    failures = []
+    for arch in ('stl', '4g'):
+        torch.manual_seed(0)
+        model = GLNet(arch=arch, out_indices=(0, 1, 2, 3)).eval()
+        x = torch.randn(args.batch, 3, args.size, args.size)
+        with torch.no_grad():
+            ref = model(x)
+            model = model.to(args.device)
+            out = model(x.to(args.device))
+        entry = dict(shapes=[list(r.shape) for r in ref],
+                     fp32=[rel_err(o.cpu(), r) for o, r in zip(out, ref)])
+        if max(entry['fp32']) > TOLERANCE['fp32']:
+            failures.append(f'{arch} fp32 rel. error {max(entry["fp32"]):.3g}')
+        for name, dtype in (('fp16', torch.float16), ('bf16', torch.bfloat16)):
+            try:
+                with torch.no_grad(), torch.autocast(device_type, dtype=dtype):
+                    amp = model(x.to(args.device))
+            except RuntimeError as err:  # e.g. a CPU without fp16 autocast
+                entry[name] = dict(error=str(err).splitlines()[0])
+                failures.append(f'{arch} {name}: {entry[name]["error"]}')
+                continue
+            finite = all(bool(torch.isfinite(a).all()) for a in amp)
+            errors = [rel_err(a.cpu(), r) for a, r in zip(amp, ref)]
+            entry[name] = dict(finite=finite, rel_err=errors)
+            if not finite or max(errors) > TOLERANCE[name]:
+                failures.append(f'{arch} {name}: finite={finite}, rel. error '
+                                f'{max(errors):.3g}')
+        result['models'][f'glnet-{arch}'] = entry
+    result['failures'] = failures
+    write_json(args.out, result)
+    return 1 if failures else 0
+
+
+# ------------------------------------------------------------ toy training ---
+def _train(cfg, name, device, work):
+    """Train one config with mmengine's Runner; losses, s/iter, memory."""
+    import torch
+    from mmengine.runner import Runner
+    cfg.work_dir = osp.join(work, name)
+    cfg.experiment_name = f'gpu_check_{name}'  # its own MessageHub
+    if device == 'cpu':
+        cfg.env_cfg = dict(cfg.get('env_cfg', {}), cudnn_benchmark=False)
+    runner = Runner.from_cfg(cfg)
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    runner.train()
+    wall = time.perf_counter() - start
+    hub = runner.message_hub
+    losses = [float(v) for v in hub.get_scalar('train/loss').data[0]]
+    times = [float(v) for v in hub.get_scalar('train/time').data[0]]
+    steady = times[min(10, len(times) // 2):] or times
+    fifth = max(1, len(losses) // 5)
+    first = statistics.mean(losses[:fifth])
+    last = statistics.mean(losses[-fifth:])
+    return dict(
+        iters=len(losses), wall_s=wall,
+        s_per_iter=statistics.median(steady),
+        peak_mem_gib=(torch.cuda.max_memory_allocated() / 2**30
+                      if device.startswith('cuda') else None),
+        loss_first=first, loss_last=last,
+        loss_falls=last < LOSS_FALL * first,
+        finite=all(math.isfinite(v) for v in losses),
+        optim_wrapper=cfg.optim_wrapper.type,
+        params_m=sum(p.numel() for p in runner.model.parameters()) / 1e6)
+
+
+def _schedule(cfg, args):
+    """An iteration loop of ``--iters`` with validation, test and
+    checkpoints off, AMP on CUDA."""
+    iters = args.iters
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
+                         val_interval=iters + 1)
+    for key in ('val', 'test'):
+        cfg[f'{key}_cfg'] = None
+        cfg[f'{key}_dataloader'] = None
+        cfg[f'{key}_evaluator'] = None
+    cfg.default_hooks.checkpoint = None
+    cfg.default_hooks.pop('visualization', None)  # (None is refused)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10)
+    warm = max(1, iters // 10)
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
+             end=warm)]
+    cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    cfg.train_dataloader.num_workers = args.workers
+    cfg.train_dataloader.persistent_workers = args.workers > 0
+    if args.batch:
+        cfg.train_dataloader.batch_size = args.batch
+    if args.device.startswith('cuda'):
+        # mmengine's AmpOptimWrapper: fp16 autocast + dynamic loss scaling
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.randomness = dict(seed=0)
+
+
+def seg(args):
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+
+    from glnet_mm import GLNet
+    from glnet_mm.datasets.toy_ade import make_toy_ade
+    data_root = osp.join(args.work, 'toy_ade')
+    if not osp.isdir(data_root):
+        make_toy_ade(data_root, num_train=args.num_images, num_val=2)
+    swin = get_config(SWIN_SEG).model.backbone
+    swin.init_cfg = None
+    stl_channels = GLNet.arch_zoo['stl']['channels']
+    backbones = {
+        'glnet-toy': None,  # the toy config as shipped
+        'glnet-stl': 'stl',
+        'swin-t': 'swin',
+    }
+    result = dict(device=args.device, iters=args.iters, models={})
+    failures = []
+    for name, backbone in backbones.items():
+        cfg = Config.fromfile(TOY_SEG)
+        cfg.train_dataloader.dataset.data_root = data_root
+        _schedule(cfg, args)
+        if name == 'glnet-stl':
+            cfg.model.backbone.arch = 'stl'
+        elif name == 'swin-t':
+            cfg.model.backbone = swin
+        if backbone is not None:
+            cfg.model.decode_head.in_channels = stl_channels
+            cfg.model.auxiliary_head.in_channels = stl_channels[2]
+        if name == 'swin-t':  # Swin-T's and GLNet-STL's widths are equal
+            assert list(swin.embed_dims * 2**i for i in range(4)) == \
+                stl_channels
+        run = _train(cfg, name, args.device, args.work)
+        result['models'][name] = run
+        print(f'{name}: {json.dumps(run)}', flush=True)
+        if not run['finite']:
+            failures.append(f'{name}: non-finite loss')
+        if (name == 'glnet-toy' and args.iters >= MIN_ITERS_FOR_LOSS
+                and not run['loss_falls']):
+            failures.append(f'{name}: loss {run["loss_first"]:.3f} -> '
+                            f'{run["loss_last"]:.3f} did not fall')
+    result['failures'] = failures
+    write_json(args.out, result)
+    return 1 if failures else 0
+
+
+def det(args):
+    import importlib.util
+    from mmengine.config import Config
+
+    from glnet_mm.datasets.toy_coco import make_toy_coco
+    if importlib.util.find_spec('mmcv._ext') is None:
+        write_json(args.out, dict(device=args.device, failures=[
+            'mmcv has no compiled ops (mmcv-lite): Mask R-CNN needs them']))
+        return 1
+    data_root = osp.join(args.work, 'toy_coco')
+    if not osp.isdir(data_root):
+        make_toy_coco(data_root, num_train=args.num_images, num_val=2)
+    cfg = Config.fromfile(TOY_DET)
+    cfg.train_dataloader.dataset.data_root = data_root + '/'
+    _schedule(cfg, args)
+    run = _train(cfg, 'mask-rcnn-glnet-toy', args.device, args.work)
+    failures = []
+    if not run['finite']:
+        failures.append('non-finite loss')
+    if args.iters >= MIN_ITERS_FOR_LOSS and not run['loss_falls']:
+        failures.append(f'loss {run["loss_first"]:.3f} -> '
+                        f'{run["loss_last"]:.3f} did not fall')
+    write_json(args.out, dict(device=args.device, iters=args.iters,
+                              models={'mask-rcnn-glnet-toy': run},
+                              failures=failures))
+    return 1 if failures else 0
+
+
+# ---------------------------------------------------------------- report ---
+def _flat(record, prefix=''):
+    """A record's scalars; lists of numbers as their maximum, nested dicts
+    with dotted keys."""
+    out = {}
+    for key, value in record.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            out.update(_flat(value, name + '.'))
+        elif isinstance(value, list):
+            if value and all(isinstance(v, (int, float)) and
+                             not isinstance(v, bool) for v in value):
+                out[name + ' (max)'] = max(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _rows(data):
+    """The list of flat records in a step's JSON, for a table."""
+    for key in ('models', 'results'):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            return [dict(model=k, **_flat(r))
+                    for k, r in data[key].items() if isinstance(r, dict)]
+    for key in ('results', 'rows'):
+        if isinstance(data, dict) and isinstance(data.get(key), list):
+            data = data[key]
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        return [_flat(r) for r in data]
+    return []
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f'{value:.4g}'
+    return '' if value is None else str(value)
+
+
+def _table(rows):
+    if not rows:
+        return []
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ['| ' + ' | '.join(columns) + ' |',
+             '|' + '---|' * len(columns)]
+    lines += ['| ' + ' | '.join(_fmt(r.get(c)) for c in columns) + ' |'
+              for r in rows]
+    return lines
+
+
+def machine():
+    info = dict(python=platform.python_version(), cpus=os.cpu_count(),
+                host=platform.node())
+    try:
+        import torch
+        info.update(torch=torch.__version__, cuda=torch.version.cuda,
+                    gpu=(torch.cuda.get_device_name()
+                         if torch.cuda.is_available() else None))
+    except Exception as err:  # torch missing or broken: say so
+        info['torch'] = f'not importable: {err}'
+    return info
+
+
+def report(args):
+    steps = []
+    with open(args.steps) as f:
+        for line in f:
+            if line.strip():
+                steps.append(json.loads(line))
+    for step in steps:
+        for path in step.pop('results', []):
+            if osp.isfile(path):
+                with open(path) as f:
+                    try:
+                        step.setdefault('data', {})[osp.basename(path)] = \
+                            json.load(f)
+                    except ValueError:
+                        step.setdefault('data', {})[osp.basename(path)] = \
+                            'not JSON'
+    out = dict(machine=machine(), dry_run=args.dry_run,
+               wall_s=args.wall_s,
+               steps_s=sum(s.get('seconds', 0) for s in steps), steps=steps)
+    with open(args.out_json, 'w') as f:
+        json.dump(out, f, indent=2)
+    m = out['machine']
+    lines = [f'# GPU check{" (dry run on the CPU)" if args.dry_run else ""}',
+             '',
+             f'{m.get("gpu") or "no GPU"}; torch {m.get("torch")} (CUDA '
+             f'{m.get("cuda")}); Python {m["python"]}; {m["cpus"]} CPUs. '
+             f'{out["wall_s"]} s in all (wall clock).',
+             '',
+             '| step | status | seconds | note |', '|---|---|---|---|']
+    for s in steps:
+        note = s.get('note', '').replace('|', '/').replace('\n', ' ')
+        lines.append(f'| {s["step"]} | {s["status"]} | '
+                     f'{s.get("seconds", 0):.0f} | {note} |')
+    for s in steps:
+        for name, data in (s.get('data') or {}).items():
+            rows = _rows(data)
+            if rows:
+                lines += ['', f'## {s["step"]}: {name}', ''] + _table(rows)
+    with open(args.out_md, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='step', required=True)
+    p = sub.add_parser('parity')
+    p.add_argument('--device', default='cuda')
+    p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--size', type=int, default=224)
+    p.add_argument('--out')
+    for name in ('seg', 'det'):
+        p = sub.add_parser(name)
+        p.add_argument('--device', default='cuda')
+        p.add_argument('--iters', type=int, default=100)
+        p.add_argument('--batch', type=int, default=0,
+                       help='images per iteration (default: the config\'s)')
+        p.add_argument('--num-images', type=int, default=64,
+                       help='toy training images to generate')
+        p.add_argument('--workers', type=int, default=2)
+        p.add_argument('--work', required=True, help='data and work dirs')
+        p.add_argument('--out')
+    p = sub.add_parser('report')
+    p.add_argument('--steps', required=True)
+    p.add_argument('--out-json', required=True)
+    p.add_argument('--out-md', required=True)
+    p.add_argument('--dry-run', action='store_true')
+    p.add_argument('--wall-s', type=int, help='the whole run\'s seconds')
+    args = parser.parse_args(argv)
+    if args.step in ('parity', 'seg', 'det'):
+        import torch
+        if args.device.startswith('cuda') and not torch.cuda.is_available():
+            parser.error('--device cuda: torch sees no CUDA GPU')
+        if args.step != 'parity' and args.iters < 1:
+            parser.error('--iters must be >= 1')
+    return dict(parity=parity, seg=seg, det=det, report=report)[args.step](
+        args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
