@@ -41,18 +41,11 @@
 # folder under /tmp).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="${PYTHON:-python3}"
-# a relative PYTHON is taken from the caller's folder (not resolved further:
-# a venv's python is a link that must stay one)
-case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
-CALLER="$PWD"
-# a path given relative to the caller's folder, made absolute
-abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$CALLER/$1" ;; esac; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # ROOT, CALLER, abspath, ...
+PY="$(python_path "${PYTHON:-python3}")"
 cd "$ROOT"
 
 die() { printf 'gpu_check: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
 OUT=""; BUNDLE=""; DRY=0; FORCE=0; EARLY=0
 while [ $# -gt 0 ]; do

@@ -33,18 +33,15 @@
 # pkg_resources.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # ROOT, CALLER, abspath, ...
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
     if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
 fi
-# a relative PYTHON is taken from the caller's folder (not resolved further:
-# a venv's python is a link that must stay one)
-case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
+PY="$(python_path "$PY")"
 MMCV_VERSION=2.1.0
 
 die() { printf 'make_bundle: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 # PEP 503 normal form of a package name (Foo_bar.baz -> foo-bar-baz).
 norm() { tr 'A-Z' 'a-z' | sed -E 's/[-_.]+/-/g'; }
 

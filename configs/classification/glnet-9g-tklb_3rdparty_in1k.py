@@ -1,21 +1,8 @@
 # Evaluate the official GLNet-9G token-labeling weights (model card: 85.3
-# top-1) with mmpretrain. The released file loads as it is (converted on load):
+# top-1) with mmpretrain: the GLNet-4G token-labeling config with the 9G
+# backbone. The released file loads as it is (converted on load):
 #   mim test mmpretrain configs/classification/glnet-9g-tklb_3rdparty_in1k.py \
 #       --checkpoint checkpoints/glnet_9g_tklb.pth
-# Evaluation only: token-labeling training needs per-token teacher labels
-# that are not public (docs/classification.md).
-_base_ = './glnet-9g_16xb128_in1k.py'
-custom_imports = dict(
-    imports=['glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.classification'],
-    allow_failed_imports=False)
-# The token-labeling classifier pools the last stage itself: no neck.
-model = dict(
-    backbone=dict(drop_path_rate=0.1),
-    neck=None,
-    head=dict(
-        _delete_=True,
-        type='TokenLabelingClsHead',
-        num_classes=1000,
-        in_channels=768,
-        aux_weight=0.5))
+_base_ = './glnet-4g-tklb_3rdparty_in1k.py'
+model = dict(backbone=dict(arch='9g'), head=dict(in_channels=768))
 load_from = 'checkpoints/glnet_9g_tklb.pth'

@@ -1,0 +1,19 @@
+# Sourced by tools/setup_env.sh, tools/make_bundle.sh and tools/gpu_check.sh:
+# what they share. Sets ROOT (the repository) and CALLER (the folder the
+# script was called from), and defines:
+#   abspath PATH         PATH made absolute from the caller's folder;
+#   python_path PY       an interpreter given with a folder, made absolute from
+#                        the caller's folder (not resolved further: a venv's
+#                        python is a link that must stay one);
+#   usage                the calling script's header comment, as help.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CALLER="$PWD"
+_SCRIPT="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$CALLER/$1" ;; esac; }
+python_path() {
+    case "$1" in
+        */*) printf '%s\n' "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;;
+        *) printf '%s\n' "$1" ;;
+    esac
+}
+usage() { sed -n '2,/^set -euo/p' "$_SCRIPT" | sed '$d; s/^# \{0,1\}//'; }
