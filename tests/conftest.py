@@ -1,6 +1,9 @@
+import functools
+import http.server
 import json
 import os
 import os.path as osp
+import threading
 
 import pytest
 import torch
@@ -44,3 +47,27 @@ def load_golden(variant):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path, monkeypatch):
+    """A folder served over HTTP on 127.0.0.1 (a thread of this process),
+    and a fresh download cache."""
+    root = tmp_path / 'www'
+    root.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f'http://127.0.0.1:{server.server_port}'
+    finally:
+        server.shutdown()
+        server.server_close()

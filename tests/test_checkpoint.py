@@ -198,29 +198,6 @@ def test_getattr_is_restricted(tmp_path):
         safe_load(path)
 
 
-@pytest.fixture
-def http_root(tmp_path, monkeypatch):
-    """A folder served over HTTP on 127.0.0.1 (a thread of this process),
-    and a fresh download cache."""
-    import functools
-    import http.server
-    import threading
-    root = tmp_path / 'www'
-    root.mkdir()
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                directory=str(root))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f'http://127.0.0.1:{server.server_port}'
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_pretrained_over_http(http_root, official_file, golden_stl):
     """``init_cfg`` with an http URL downloads through mmengine's
     CheckpointLoader and loads the converted weights."""

@@ -2,8 +2,6 @@
 models by name (``mmpretrain.get_model``), official files converted or
 refused on load, local files and URLs, and the packaged model index that
 ``mim search`` reads."""
-import functools
-import http.server
 import json
 import os
 import pickle
@@ -11,7 +9,6 @@ import os.path as osp
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 import torch
@@ -242,34 +239,10 @@ def test_mmpretrain_checkpoints_still_load(golden_4g, tmp_path):
     assert rel_err(logits, golden_4g['logits']) < 1e-5
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def local_server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving ``tmp_path / 'www'``."""
-    root = tmp_path / 'www'
-    root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f'http://127.0.0.1:{server.server_address[1]}'
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_get_model_from_a_url(golden_tklb, local_server, tmp_path,
-                              monkeypatch):
+def test_get_model_from_a_url(golden_tklb, http_root, tmp_path):
     """A released-style file (with its hydra DictConfig) over HTTP:
     downloaded once into $TORCH_HOME, read with weights_only, converted."""
-    root, url = local_server
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    root, url = http_root
     weights = tmp_path / 'weights.pth'
     torch.save(golden_tklb['state_dict'], weights)
     target = root / 'glnet_4g_tklb.pth'
@@ -300,11 +273,10 @@ class _Evil:
         return (os.system, (f'touch {self.marker}', ))
 
 
-def test_url_checkpoints_load_safely(local_server, tmp_path, monkeypatch):
+def test_url_checkpoints_load_safely(http_root, tmp_path):
     """mmengine's own http loader unpickles with ``weights_only=False``; with
     the configs' safe loading (``glnet_mm.safe_loading``) torch refuses."""
-    root, url = local_server
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    root, url = http_root
     marker = tmp_path / 'pwned'
     torch.save({'state_dict': {}, 'x': _Evil(marker)}, root / 'evil.pth')
     with pytest.raises(pickle.UnpicklingError, match='system'):
