@@ -1,9 +1,15 @@
-"""A test-only mmengine hook (imported by the configs that the distributed,
-resume and AMP tests write): it records, per process, what each training
+"""A test-only mmengine hook (imported by the configs that the distributed
+and resume tests write): it records, per process, what each training
 iteration saw and returned, and what validation saw, and writes it to
-``<work_dir>/probe_rank<r>.json`` after the run."""
+``<work_dir>/probe_rank<r>.json`` after the run.
+
+``pause_at='iter_4.pth'``: once that checkpoint exists (after the iteration
+or epoch that saved it), write the record to ``probe_rank<r>_paused.json``
+and a ``paused`` marker, then wait to be killed (the resume test sends
+SIGKILL from outside)."""
 import json
 import os.path as osp
+import time
 
 from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
@@ -16,7 +22,17 @@ def _paths(data_batch):
 
 @HOOKS.register_module(force=True)
 class ProbeHook(Hook):
-    priority = 'VERY_LOW'
+    priority = 'VERY_LOW'  # after the CheckpointHook
+
+    def __init__(self, pause_at=None):
+        self.pause_at = pause_at
+
+    def _maybe_pause(self, runner):
+        if self.pause_at and osp.exists(
+                osp.join(runner.work_dir, self.pause_at)):
+            self._dump(runner, '_paused')
+            open(osp.join(runner.work_dir, 'paused'), 'w').close()
+            time.sleep(600)  # killed here
 
     def before_run(self, runner):
         self.record = dict(rank=get_rank(), world_size=get_world_size(),
@@ -29,6 +45,10 @@ class ProbeHook(Hook):
             paths=_paths(data_batch),
             losses={k: float(v) for k, v in outputs.items()
                     if k.startswith('loss') or '.loss' in k}))
+        self._maybe_pause(runner)
+
+    def after_train_epoch(self, runner):
+        self._maybe_pause(runner)
 
     def after_val_iter(self, runner, batch_idx, data_batch=None,
                        outputs=None):
@@ -39,6 +59,10 @@ class ProbeHook(Hook):
             {k: float(v) for k, v in (metrics or {}).items()})
 
     def after_run(self, runner):
-        path = osp.join(runner.work_dir, f'probe_rank{get_rank()}.json')
+        self._dump(runner)
+
+    def _dump(self, runner, suffix=''):
+        path = osp.join(runner.work_dir,
+                        f'probe_rank{get_rank()}{suffix}.json')
         with open(path, 'w') as f:
             json.dump(self.record, f)

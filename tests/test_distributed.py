@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from train_utils import (DET_CONFIG, SEG_CONFIG, checkpoints, probes, train,
-                         weights, write_config)
+                         weights, weights_and_meta, write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
@@ -23,9 +23,9 @@ from glnet_mm.datasets.toy_coco import make_toy_coco
 SEG_ITERS = 6
 SEG_BODY = """
 custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
-    'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
+    'glnet_mm.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
     allow_failed_imports=False)
-custom_hooks = [dict(type='ProbeHook')]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
 gn = dict(type='GN', num_groups=8, requires_grad=True)
 model = dict(
     backbone=dict(norm_cfg=dict(type='LN2d', eps=1e-6)),
@@ -49,8 +49,8 @@ randomness = dict(seed=0, deterministic=True)
 DET_STEPS = 4
 DET_BODY = """
 custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
-                               'ddp_probe'], allow_failed_imports=False)
-custom_hooks = [dict(type='ProbeHook')]
+    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
 model = dict(
     # take every candidate: no random subsampling of anchors and RoIs
     train_cfg=dict(rpn=dict(sampler=dict(num=100000)),
@@ -116,6 +116,8 @@ def check_shards_and_checkpoint(works, iters, num_val):
     assert [osp.basename(p) for p in checkpoints(works[2])] == [
         osp.basename(p) for p in checkpoints(works[1])]
     assert len(checkpoints(works[2])) == 1
+    # the generator states of both ranks are in it (RNGStateHook)
+    assert len(weights_and_meta(checkpoints(works[2])[0])['rng_states']) == 2
     return single, ranks
 
 
@@ -190,6 +192,7 @@ def test_detection_two_processes_match_one(data, tmp_path):
     val = [set(r['val_paths']) for r in ranks]
     assert not val[0] & val[1] and len(val[0] | val[1]) == 4
     assert [osp.basename(p) for p in checkpoints(works[2])] == ['epoch_1.pth']
+    assert len(weights_and_meta(checkpoints(works[2])[0])['rng_states']) == 2
     one = np.array([t['losses']['loss'] for t in single['train']])
     two = np.array([[t['losses']['loss'] for t in r['train']] for r in ranks])
     two = two.T.reshape(-1)  # image order: step 0 rank 0, rank 1, step 1...

@@ -56,7 +56,7 @@ def train(config, work_dir, nproc=1, *args, timeout=900):
 
 def probes(work_dir):
     out = []
-    for path in sorted(glob.glob(osp.join(str(work_dir), 'probe_rank*.json'))):
+    for path in sorted(glob.glob(osp.join(str(work_dir), 'probe_rank[0-9].json'))):
         with open(path) as f:
             out.append(json.load(f))
     return out
@@ -66,6 +66,11 @@ def checkpoints(work_dir):
     return sorted(glob.glob(osp.join(str(work_dir), '*.pth')))
 
 
-def weights(path):
+def weights_and_meta(path):
+    """A checkpoint, read with the project's safe loading."""
     from glnet_mm.checkpoint import safe_load
-    return safe_load(path)['state_dict']
+    return safe_load(path)
+
+
+def weights(path):
+    return weights_and_meta(path)['state_dict']

@@ -1,0 +1,134 @@
+"""Exact resume: a toy training killed for real (SIGKILL, after the
+checkpoint of iteration/epoch N) and continued with ``--resume`` gives the
+losses, final weights and final metrics of the uninterrupted run with the
+same seed; the iterations before the kill repeat the uninterrupted run's
+(same seed twice, same result). The toy configs as shipped: random
+augmentation, dropout, mmdet's random anchor and RoI sampling."""
+import os
+import os.path as osp
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from train_utils import (DET_CONFIG, SEG_CONFIG, env, probes, train,
+                         train_command, weights, write_config)
+
+from glnet_mm.datasets.toy_ade import make_toy_ade
+from glnet_mm.datasets.toy_coco import make_toy_coco
+
+SEG_BODY = """
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
+    'glnet_mm.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
+    allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'),
+                dict(type='ProbeHook', pause_at='iter_4.pth')]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root={root!r}))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={root!r}))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=8, val_interval=8)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=4),
+                     visualization=dict(interval=1000))
+randomness = dict(seed=0, deterministic=True)
+"""
+DET_BODY = """
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
+    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'),
+                dict(type='ProbeHook', pause_at='epoch_2.pth')]
+model = dict(test_cfg=dict(rcnn=dict(score_thr=0.)))
+ann = {root!r} + '/annotations/instances_val.json'
+train_dataloader = dict(dataset=dict(data_root={root!r} + '/'))
+val_dataloader = dict(dataset=dict(data_root={root!r} + '/'))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=ann)
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs=3, val_interval=3)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+randomness = dict(seed=0, deterministic=True)
+"""
+NO_PAUSE = ['--cfg-options', 'custom_hooks.1.pause_at=None']
+
+
+def train_and_kill(config, work_dir, timeout=600):
+    """Train until the probe pauses after the chosen checkpoint, then
+    SIGKILL the process."""
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'stdout.log'), 'w') as log:
+        proc = subprocess.Popen(
+            train_command(config, 1, '--work-dir', str(work_dir)),
+            env=env(), stdout=log, stderr=subprocess.STDOUT)
+    start = time.time()
+    while not osp.exists(osp.join(work_dir, 'paused')):
+        assert proc.poll() is None, open(
+            osp.join(work_dir, 'stdout.log')).read()[-3000:]
+        assert time.time() - start < timeout
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
+def losses(record):
+    return np.array([t['losses']['loss'] for t in record['train']])
+
+
+def check_exact_resume(tmp_path, config, kill_at, total):
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    train(config, full, 1, *NO_PAUSE)
+    train_and_kill(config, cut)
+    import json
+    with open(cut / 'probe_rank0_paused.json') as f:
+        before = json.load(f)
+    log = train(config, cut, 1, '--resume', *NO_PAUSE)
+    assert 'resumed' in log
+    after, = probes(cut)
+    ref, = probes(full)
+    a, b, r = losses(before), losses(after), losses(ref)
+    print('uninterrupted', r, '\nkilled', a, '\nresumed', b)
+    assert len(a) == kill_at and len(a) + len(b) == len(r) == total
+    # same seed twice: the same iterations before the kill
+    np.testing.assert_array_equal(a, r[:kill_at])
+    # resumed: the same iterations after it
+    np.testing.assert_allclose(b, r[kill_at:], rtol=1e-6, atol=0)
+    name = open(full / 'last_checkpoint').read().strip()
+    w_ref = weights(name)
+    w_res = weights(open(cut / 'last_checkpoint').read().strip())
+    assert osp.basename(name) == osp.basename(
+        open(cut / 'last_checkpoint').read().strip())
+    diff = max((w_ref[k].float() - w_res[k].float()).abs().max().item()
+               for k in w_ref)
+    print('max |weight difference|', diff)
+    assert diff <= 1e-6
+    assert ref['metrics'] and after['metrics'][-1] == pytest.approx(
+        ref['metrics'][-1], abs=1e-6)
+    return ref['metrics'][-1]
+
+
+def test_toy_configs_carry_the_rng_state_hook():
+    from mmengine.config import Config
+    for path in (SEG_CONFIG, DET_CONFIG):
+        cfg = Config.fromfile(path)
+        assert dict(type='RNGStateHook') in cfg.custom_hooks
+        assert 'glnet_mm.hooks' in cfg.custom_imports.imports
+
+
+def test_segmentation_killed_and_resumed_is_exact(tmp_path):
+    root = str(tmp_path / 'ade')
+    make_toy_ade(root, num_train=8, num_val=2)
+    config = write_config(tmp_path / 'cfg.py', SEG_CONFIG,
+                          SEG_BODY.format(root=root))
+    metrics = check_exact_resume(tmp_path, config, kill_at=4, total=8)
+    assert 'mIoU' in metrics
+
+
+def test_detection_killed_and_resumed_is_exact(tmp_path):
+    root = str(tmp_path / 'coco')
+    make_toy_coco(root, num_train=8, num_val=2)
+    config = write_config(tmp_path / 'cfg.py', DET_CONFIG,
+                          DET_BODY.format(root=root))
+    metrics = check_exact_resume(tmp_path, config, kill_at=4, total=6)
+    assert 'coco/bbox_mAP' in metrics
