@@ -207,3 +207,81 @@ def test_detection_two_processes_match_one(data, tmp_path):
     assert m1.keys() == m2.keys() and 'coco/bbox_mAP' in m1
     for key in m1:
         assert abs(m1[key] - m2[key]) <= 0.01, key
+
+
+CLS_CONFIG = osp.join(osp.dirname(SEG_CONFIG), '..', 'classification',
+                      'glnet-toy_1xb64-20e_toy-shapes.py')
+CLS_BODY = """
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
+    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root={root!r}))
+val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={root!r}))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=1, val_interval=1)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+"""
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    from glnet_mm.datasets.toy_imagefolder import make_toy_imagefolder
+    root = str(tmp_path_factory.mktemp('shapes') / 'toy')
+    make_toy_imagefolder(root, num_train=2, num_val=1)
+    return root
+
+
+def test_classification_on_two_processes(shapes, tmp_path):
+    """The mmpretrain toy config through dist_train.sh (toolbox from its
+    default_scope): 2 ranks, disjoint shards, Accuracy over the whole
+    validation set, one checkpoint."""
+    config = write_config(tmp_path / 'cfg.py', CLS_CONFIG,
+                          CLS_BODY.format(root=shapes))
+    log = train(config, tmp_path / 'work', 2)
+    assert 'accuracy/top1' in log
+    ranks = probes(tmp_path / 'work')
+    assert [r['rank'] for r in ranks] == [0, 1]
+    seen = [{p for t in r['train'] for p in t['paths']} for r in ranks]
+    assert seen[0] and not seen[0] & seen[1]
+    val = [set(r['val_paths']) for r in ranks]
+    assert not val[0] & val[1]
+    assert 'accuracy/top1' in ranks[0]['metrics'][-1]
+    assert [osp.basename(p) for p in checkpoints(tmp_path / 'work')] == [
+        'epoch_1.pth']
+
+
+def test_slurm_launcher_on_cpu(shapes, tmp_path, monkeypatch):
+    """tools/train.py --launcher slurm reads slurm's variables (one task
+    here; srun sets them on a cluster) and trains with gloo on the CPU."""
+    import subprocess
+    import sys
+
+    from train_utils import REPO, env
+    config = write_config(tmp_path / 'cfg.py', CLS_CONFIG,
+                          CLS_BODY.format(root=shapes))
+    variables = env()
+    variables.update(SLURM_PROCID='0', SLURM_NTASKS='1', SLURM_LOCALID='0',
+                     SLURM_NODELIST='localhost', MASTER_ADDR='127.0.0.1',
+                     MASTER_PORT=variables['PORT'])
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+         '--launcher', 'slurm', '--work-dir', str(tmp_path / 'work')],
+        env=variables, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, = probes(tmp_path / 'work')
+    assert rank0['world_size'] == 1
+    assert 'Distributed launcher: slurm' in proc.stdout + proc.stderr \
+        or "launcher='slurm'" in proc.stdout + proc.stderr
+
+
+def test_dist_train_sh_usage():
+    import subprocess
+
+    from train_utils import REPO
+    for script in ('dist_train.sh', 'slurm_train.sh'):
+        proc = subprocess.run(['bash', osp.join(REPO, 'tools', script)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and 'usage' in proc.stderr
