@@ -109,7 +109,8 @@ class RNGStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('rng_states')
-        if states is None:
+        # resume only: `load_from` of a finished run starts a new run
+        if states is None or not getattr(runner, '_resume', False):
             return
         if len(states) != get_world_size():
             print_log(
