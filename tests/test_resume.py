@@ -54,21 +54,22 @@ randomness = dict(seed=0, deterministic=True)
 NO_PAUSE = ['--cfg-options', 'custom_hooks.1.pause_at=None']
 
 
-def train_and_kill(config, work_dir, timeout=600):
+def train_and_kill(config, work_dir, nproc=1, timeout=600):
     """Train until the probe pauses after the chosen checkpoint, then
-    SIGKILL the process."""
+    SIGKILL the process (with torchrun: its whole process group)."""
     os.makedirs(work_dir, exist_ok=True)
     with open(osp.join(work_dir, 'stdout.log'), 'w') as log:
         proc = subprocess.Popen(
-            train_command(config, 1, '--work-dir', str(work_dir)),
-            env=env(), stdout=log, stderr=subprocess.STDOUT)
+            train_command(config, nproc, '--work-dir', str(work_dir)),
+            env=env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
     start = time.time()
     while not osp.exists(osp.join(work_dir, 'paused')):
         assert proc.poll() is None, open(
             osp.join(work_dir, 'stdout.log')).read()[-3000:]
         assert time.time() - start < timeout
         time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
 
 
@@ -76,17 +77,17 @@ def losses(record):
     return np.array([t['losses']['loss'] for t in record['train']])
 
 
-def check_exact_resume(tmp_path, config, kill_at, total):
+def check_exact_resume(tmp_path, config, kill_at, total, nproc=1,
+                       exact_metrics=True):
     full, cut = tmp_path / 'full', tmp_path / 'cut'
-    train(config, full, 1, *NO_PAUSE)
-    train_and_kill(config, cut)
+    train(config, full, nproc, *NO_PAUSE)
+    train_and_kill(config, cut, nproc)
     import json
     with open(cut / 'probe_rank0_paused.json') as f:
         before = json.load(f)
-    log = train(config, cut, 1, '--resume', *NO_PAUSE)
+    log = train(config, cut, nproc, '--resume', *NO_PAUSE)
     assert 'resumed' in log
-    after, = probes(cut)
-    ref, = probes(full)
+    after, ref = probes(cut)[0], probes(full)[0]  # rank 0
     a, b, r = losses(before), losses(after), losses(ref)
     print('uninterrupted', r, '\nkilled', a, '\nresumed', b)
     assert len(a) == kill_at and len(a) + len(b) == len(r) == total
@@ -103,8 +104,11 @@ def check_exact_resume(tmp_path, config, kill_at, total):
                for k in w_ref)
     print('max |weight difference|', diff)
     assert diff <= 1e-6
-    assert ref['metrics'] and after['metrics'][-1] == pytest.approx(
-        ref['metrics'][-1], abs=1e-6)
+    assert ref['metrics'] and after['metrics'][-1].keys() == ref[
+        'metrics'][-1].keys()
+    if exact_metrics:
+        assert after['metrics'][-1] == pytest.approx(ref['metrics'][-1],
+                                                     abs=1e-6)
     return ref['metrics'][-1]
 
 
@@ -132,3 +136,22 @@ def test_detection_killed_and_resumed_is_exact(tmp_path):
                           DET_BODY.format(root=root))
     metrics = check_exact_resume(tmp_path, config, kill_at=4, total=6)
     assert 'coco/bbox_mAP' in metrics
+
+
+def test_segmentation_two_processes_killed_and_resumed_is_exact(tmp_path):
+    """The same on 2 processes (torchrun killed with its workers): each
+    rank gets its own generator states back; the losses and the weights
+    are exact. The metrics are not compared: with per-process BN (SyncBN
+    becomes BN on CPU processes) each rank keeps its own BN running
+    statistics (mmengine's DDP does not broadcast buffers), the checkpoint
+    holds rank 0's, so after a resume rank 1 validates its half of the set
+    with rank 0's statistics (measured: mIoU 8.92 resumed vs 8.41
+    uninterrupted). With SyncBN, on GPUs, the statistics are the same on
+    every rank."""
+    root = str(tmp_path / 'ade')
+    make_toy_ade(root, num_train=8, num_val=2)
+    config = write_config(tmp_path / 'cfg.py', SEG_CONFIG,
+                          SEG_BODY.format(root=root).replace(
+                              'batch_size=4', 'batch_size=2'))
+    check_exact_resume(tmp_path, config, kill_at=4, total=8, nproc=2,
+                       exact_metrics=False)
