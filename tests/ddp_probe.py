@@ -5,9 +5,10 @@ iteration saw and returned, and what validation saw, and writes it to
 
 ``pause_at='iter_4.pth'``: once that checkpoint exists (after the iteration
 or epoch that saved it), write the record to ``probe_rank<r>_paused.json``
-and a ``paused`` marker, then wait to be killed (the resume test sends
-SIGKILL from outside)."""
+and a ``paused_rank<r>`` marker holding the process id, then wait to be
+killed (the resume test sends SIGKILL from outside)."""
 import json
+import os
 import os.path as osp
 import time
 
@@ -27,11 +28,19 @@ class ProbeHook(Hook):
     def __init__(self, pause_at=None):
         self.pause_at = pause_at
 
-    def _maybe_pause(self, runner):
-        if self.pause_at and osp.exists(
-                osp.join(runner.work_dir, self.pause_at)):
+    def _maybe_pause(self, runner, saved):
+        # `saved`: the checkpoint that this iteration/epoch's CheckpointHook
+        # (which runs before this hook) wrote on rank 0; by name, so that
+        # every rank pauses at the same point
+        if self.pause_at == saved:
+            if get_rank() == 0:  # the only rank that writes it
+                assert osp.exists(osp.join(runner.work_dir, saved))
             self._dump(runner, '_paused')
-            open(osp.join(runner.work_dir, 'paused'), 'w').close()
+            # torchrun starts each worker in a session of its own: the test
+            # kills every worker by its pid
+            with open(osp.join(runner.work_dir,
+                               f'paused_rank{get_rank()}'), 'w') as f:
+                f.write(str(os.getpid()))
             time.sleep(600)  # killed here
 
     def before_run(self, runner):
@@ -45,10 +54,10 @@ class ProbeHook(Hook):
             paths=_paths(data_batch),
             losses={k: float(v) for k, v in outputs.items()
                     if k.startswith('loss') or '.loss' in k}))
-        self._maybe_pause(runner)
+        self._maybe_pause(runner, f'iter_{runner.iter + 1}.pth')
 
     def after_train_epoch(self, runner):
-        self._maybe_pause(runner)
+        self._maybe_pause(runner, f'epoch_{runner.epoch + 1}.pth')
 
     def after_val_iter(self, runner, batch_idx, data_batch=None,
                        outputs=None):

@@ -63,13 +63,25 @@ def train_and_kill(config, work_dir, nproc=1, timeout=600):
             train_command(config, nproc, '--work-dir', str(work_dir)),
             env=env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
+    markers = [osp.join(work_dir, f'paused_rank{r}') for r in range(nproc)]
     start = time.time()
-    while not osp.exists(osp.join(work_dir, 'paused')):
-        assert proc.poll() is None, open(
-            osp.join(work_dir, 'stdout.log')).read()[-3000:]
-        assert time.time() - start < timeout
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        while not all(osp.exists(m) and os.path.getsize(m)
+                      for m in markers):
+            assert proc.poll() is None, open(
+                osp.join(work_dir, 'stdout.log')).read()[-3000:]
+            assert time.time() - start < timeout
+            time.sleep(0.2)
+    finally:
+        # every worker (torchrun gives each its own session), then the
+        # launcher's process group
+        for m in markers:
+            if osp.exists(m) and os.path.getsize(m):
+                with open(m) as f:
+                    pid = int(f.read())
+                if pid != proc.pid:
+                    os.kill(pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
 
 
