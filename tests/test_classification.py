@@ -93,7 +93,8 @@ def test_released_recipe(size):
                                                                 (1, 5))
     assert cfg.test_dataloader.dataset.pipeline[-2].crop_size == 224
     hooks = [h.type for h in cfg.get('custom_hooks', [])]
-    assert hooks == (['EMAHook'] if size == '16g' else [])
+    assert hooks == (['RNGStateHook', 'EMAHook'] if size == '16g' else
+                     ['RNGStateHook'])
 
 
 @pytest.mark.parametrize('config', [c for c in ALL_CONFIGS
@@ -112,7 +113,9 @@ def test_config_builds(config, model_index):
         assert cfg.load_from == f'checkpoints/glnet-{size}_3rdparty_in1k.pth'
         train = load(f'glnet-{size}_16xb128_in1k.py')
         assert cfg.model == train.model
-        assert cfg.get('custom_hooks', []) == []  # 16G: already EMA weights
+        # 16G: already EMA weights, no EMAHook on top
+        assert [h.type for h in cfg.get('custom_hooks', [])] == [
+            'RNGStateHook']
 
 
 @pytest.fixture(scope='module')

@@ -76,7 +76,9 @@ def test_real_config_recipe(name):
     ImageNet checkpoint of the right size, the schedule of the name."""
     cfg = load(name)
     size = size_of(name)
-    assert cfg.custom_imports.imports == ['glnet_mm', 'glnet_mm.safe_loading']
+    assert cfg.custom_imports.imports == [
+        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks']
+    assert cfg.custom_hooks == [dict(type='RNGStateHook')]
     backbone = cfg.model.backbone
     assert backbone.type == 'GLNet' and backbone.arch == size
     assert backbone.drop_path_rate == DROP_PATH[size]

@@ -2,14 +2,20 @@
 # config of this project: each task's configs inherit this file (through their
 # folder's _base_), so each setting lives here once.
 
-# Register GLNet (import glnet_mm: torch + mmengine only) and turn on safe
+# Register GLNet (import glnet_mm: torch + mmengine only), turn on safe
 # checkpoint loading for the run (weights_only with the project's allow-list,
-# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint.py).
+# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint.py)
+# and register RNGStateHook (glnet_mm.hooks, mmengine only).
 # Each task's base sets `custom_imports = {{_base_.glnet_custom_imports}}`
 # (an upstream base may have its own custom_imports, and mmengine refuses the
 # same key in two bases).
 glnet_custom_imports = dict(
-    imports=['glnet_mm', 'glnet_mm.safe_loading'], allow_failed_imports=False)
+    imports=['glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks'],
+    allow_failed_imports=False)
+
+# Exact resume (`--resume` continues as if never stopped): every checkpoint
+# also holds each process's random generator states (glnet_mm/hooks.py).
+custom_hooks = [dict(type='RNGStateHook')]
 
 # The official ImageNet-1k checkpoints of the GLNet release (the files as
 # released; they are converted on load). Set the paths here, once.

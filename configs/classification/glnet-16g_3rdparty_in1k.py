@@ -7,4 +7,4 @@
 _base_ = './glnet-16g_16xb128_in1k.py'
 load_from = 'checkpoints/glnet-16g_3rdparty_in1k.pth'
 # The converted file already holds the EMA weights: no averaging on top.
-custom_hooks = []
+custom_hooks = [dict(type='RNGStateHook')]

@@ -6,7 +6,7 @@
 _base_ = './upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(
     imports=[
-        'glnet_mm', 'glnet_mm.safe_loading',
+        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
         'glnet_mm.datasets.toy_ade_dataset'
     ],
     allow_failed_imports=False)

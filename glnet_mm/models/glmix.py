@@ -281,9 +281,19 @@ class GLMixBlock(_Block):
         return None
 
     def assignment_logits(self, slots, pixels):
-        """Scaled cosine similarity between slots and pixels, ``(B, S, HW)``."""
-        return self.slot_scale * (F.normalize(slots, dim=-1)
-                                  @ F.normalize(pixels, dim=-1).mT)
+        """Scaled cosine similarity between slots and pixels, ``(B, S, HW)``.
+
+        Always float32, autocast or not (mixed precision): the logits are a
+        learnable scale times a cosine and feed two softmaxes; in fp16/bf16
+        the scale's gradient, a sum over B x S x HW terms, drowns in rounding
+        (measured: wrong sign and magnitude at a trained-size scale) and
+        large scales round the logits coarsely. In a float32 run this is
+        the same computation as before (parity tests at 1e-5).
+        """
+        with torch.autocast(slots.device.type, enabled=False):
+            return self.slot_scale.float() * (
+                F.normalize(slots.float(), dim=-1)
+                @ F.normalize(pixels.float(), dim=-1).mT)
 
     def global_branch(self, slots, x):
         """Cluster the grid ``x`` (B, C, H, W) into ``slots``, let the slots
@@ -296,10 +306,12 @@ class GLMixBlock(_Block):
                                    self.cluster_weights)
             dispatch = assign.mT  # each pixel gets its own slot back
         else:
+            # float32 logits and softmaxes (see assignment_logits); the
+            # matmuls below take the grid's dtype (a no-op in float32)
             logits = self.assignment_logits(slots, grid)
             weights = self.cluster_weights(logits.softmax(dim=-1))
-            slots = weights @ grid  # cluster: grid -> set
-            dispatch = logits.softmax(dim=1).mT
+            slots = weights.to(grid.dtype) @ grid  # cluster: grid -> set
+            dispatch = logits.softmax(dim=1).mT.to(grid.dtype)
         slots = self.relation_mha(slots, slots, slots, need_weights=False)[0]
         return (dispatch @ slots).mT.reshape_as(x)  # dispatch: set -> grid
 

@@ -320,6 +320,14 @@ class GLNet(BaseModule):
             raise ValueError(
                 f'GLNet was built with in_channels={self.in_channels} but the '
                 f'input has {x.shape[1]} channels (shape {tuple(x.shape)})')
+        if x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f'GLNet needs an image of at least 1x1 pixels, '
+                             f'got shape {tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise ValueError(f'GLNet expects a floating-point image (convert '
+                             f'and normalise it first), got {x.dtype}')
+        # NaN/inf values are not checked (that would cost a sync per
+        # forward): they propagate to the outputs, see the README.
 
     def forward(self, x):
         self._check_input(x)

@@ -1,0 +1,287 @@
+"""Multi-process training through ``tools/dist_train.sh``: real torch DDP
+(gloo on this CPU machine) under mmengine's Runner, against one process with
+the same total batch.
+
+Comparison set-up (what makes the two runs the same computation): same seed,
+``deterministic=True``, no random augmentation, no dropout, and norms that do
+not depend on the batch split (LN in GLNet's stem/downsampling, GN in the
+mmseg heads). Then 2 processes of batch b see exactly the samples of 1
+process of batch 2b, rank r taking every other one (mmengine's samplers).
+"""
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+from train_utils import (DET_CONFIG, SEG_CONFIG, checkpoints, probes, train,
+                         weights, weights_and_meta, write_config)
+
+from glnet_mm.datasets.toy_ade import make_toy_ade
+from glnet_mm.datasets.toy_coco import make_toy_coco
+
+SEG_ITERS = 6
+SEG_BODY = """
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
+    'glnet_mm.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
+    allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
+gn = dict(type='GN', num_groups=8, requires_grad=True)
+model = dict(
+    backbone=dict(norm_cfg=dict(type='LN2d', eps=1e-6)),
+    decode_head=dict(norm_cfg=gn, dropout_ratio=0.),
+    auxiliary_head=dict(norm_cfg=gn, dropout_ratio=0.))
+pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+            dict(type='PackSegInputs')]
+train_dataloader = dict(batch_size={batch}, num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root={root!r}, pipeline=pipeline))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, pipeline=pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters={iters}, val_interval={iters})
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval={iters}),
+                     visualization=dict(interval=1000))
+randomness = dict(seed=0, deterministic=True)
+"""
+
+DET_STEPS = 4
+DET_BODY = """
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
+    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
+model = dict(
+    # take every candidate: no random subsampling of anchors and RoIs
+    train_cfg=dict(rpn=dict(sampler=dict(num=100000)),
+                   rcnn=dict(sampler=dict(num=100000))),
+    # an untrained detector's scores are low: keep its boxes for CocoMetric
+    test_cfg=dict(rcnn=dict(score_thr=0.)))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs')]
+ann = {root!r} + '/annotations/instances_val.json'
+train_dataloader = dict(batch_size=1,
+    dataset=dict(data_root={root!r} + '/', pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root={root!r} + '/'))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=ann)
+test_evaluator = val_evaluator
+optim_wrapper = dict(accumulative_counts={accumulate})
+train_cfg = dict(max_epochs=1, val_interval=1)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+randomness = dict(seed=0, deterministic=True)
+"""
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('ddp_data')
+    make_toy_ade(str(root / 'ade'), num_train=8, num_val=4)
+    make_toy_coco(str(root / 'coco'), num_train=2 * DET_STEPS, num_val=4)
+    return root
+
+
+def run_pair(tmp_path, base, body, **fmt):
+    """The same config trained by 1 process of batch 2b and by 2 processes
+    of batch b; returns both work dirs."""
+    batch = fmt.pop('batch')
+    works = {}
+    for nproc, b in ((1, 2 * batch), (2, batch)):
+        config = write_config(tmp_path / f'cfg{nproc}.py', base,
+                              body.format(batch=b, **fmt))
+        works[nproc] = tmp_path / f'work{nproc}'
+        train(config, works[nproc], nproc)
+    return works
+
+
+def check_shards_and_checkpoint(works, iters, num_val):
+    single, = probes(works[1])
+    ranks = probes(works[2])
+    assert [r['rank'] for r in ranks] == [0, 1]
+    assert all(r['world_size'] == 2 for r in ranks)
+    assert len(single['train']) == iters
+    for it in range(iters):
+        seen = [set(r['train'][it]['paths']) for r in ranks]
+        # each rank its own shard; together the single process's batch
+        assert not seen[0] & seen[1]
+        assert seen[0] | seen[1] == set(single['train'][it]['paths'])
+    # validation: each rank a different half, metrics over the whole set
+    val = [set(r['val_paths']) for r in ranks]
+    assert not val[0] & val[1] and len(val[0] | val[1]) == num_val
+    assert set(single['val_paths']) == val[0] | val[1]
+    # one checkpoint file, written once (by rank 0)
+    assert [osp.basename(p) for p in checkpoints(works[2])] == [
+        osp.basename(p) for p in checkpoints(works[1])]
+    assert len(checkpoints(works[2])) == 1
+    # the generator states of both ranks are in it (RNGStateHook)
+    assert len(weights_and_meta(checkpoints(works[2])[0])['rng_states']) == 2
+    return single, ranks
+
+
+def loss_table(single, ranks, key='loss'):
+    one = np.array([t['losses'][key] for t in single['train']])
+    two = np.array([[t['losses'][key] for t in r['train']] for r in ranks])
+    return one, two.mean(0)
+
+
+BN_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
+
+
+def weight_diff(works, skip_bn_stats=False):
+    """Largest absolute difference between the final weights of the two
+    runs (BN running statistics left out where they see different numbers
+    of forwards)."""
+    a = weights(checkpoints(works[1])[0])
+    b = weights(checkpoints(works[2])[0])
+    assert a.keys() == b.keys()
+    keys = [k for k in a if not (skip_bn_stats and k.endswith(BN_STATS))]
+    assert len(keys) > 100
+    return max((a[k].float() - b[k].float()).abs().max().item()
+               for k in keys)
+
+
+def test_segmentation_two_processes_match_one(data, tmp_path):
+    """UPerNet toy: 2 x batch 2 == 1 x batch 4. mmseg's cross-entropy is a
+    mean over all pixels, so the batch loss is the mean of the ranks'
+    losses, and DDP's averaged gradient is the single process's gradient."""
+    works = run_pair(tmp_path, SEG_CONFIG, SEG_BODY, batch=2,
+                     root=str(data / 'ade'), iters=SEG_ITERS)
+    single, ranks = check_shards_and_checkpoint(works, SEG_ITERS, 4)
+    one, two = loss_table(single, ranks)
+    print('seg losses 1x4', one, '2x2', two)
+    assert np.abs(one - two).max() < 1e-5 * np.abs(one).max()
+    assert one[-1] < one[0]
+    diff = weight_diff(works)
+    print('seg max |weight difference|', diff)
+    assert diff < 1e-5
+    m1, m2 = single['metrics'][-1], ranks[0]['metrics'][-1]
+    assert m1.keys() == m2.keys() and 'mIoU' in m1
+    assert abs(m1['mIoU'] - m2['mIoU']) <= 0.02  # percent
+
+
+def test_detection_two_processes_match_one(data, tmp_path):
+    """Mask R-CNN toy, 2 processes x 1 image against 1 process x 1 image
+    accumulating 2 iterations per step (the same total batch of 2 per
+    optimizer step). Mask R-CNN divides each process's losses by that
+    process's own number of sampled anchors, RoIs and positive masks
+    (mmdet's avg_factor), so a DDP step is the mean of per-process means:
+    with 2b images on one process it is a different loss (measured: 2-8 %
+    apart). With one image per process, accumulation over the same image
+    pairs (rank r takes images 2k + r, as the single process's iterations
+    2k and 2k + 1) is the same computation. BN stays BN: one image per
+    forward in both runs."""
+    works = {}
+    for nproc, accumulate in ((1, 2), (2, 1)):
+        config = write_config(tmp_path / f'cfg{nproc}.py', DET_CONFIG,
+                              DET_BODY.format(root=str(data / 'coco'),
+                                              accumulate=accumulate))
+        works[nproc] = tmp_path / f'work{nproc}'
+        train(config, works[nproc], nproc)
+    single, = probes(works[1])
+    ranks = probes(works[2])
+    assert [r['rank'] for r in ranks] == [0, 1]
+    assert len(single['train']) == 2 * DET_STEPS
+    for step in range(DET_STEPS):
+        seen = [r['train'][step]['paths'] for r in ranks]
+        assert seen[0] != seen[1]  # each rank its own shard
+        assert seen[0] + seen[1] == (single['train'][2 * step]['paths'] +
+                                     single['train'][2 * step + 1]['paths'])
+    val = [set(r['val_paths']) for r in ranks]
+    assert not val[0] & val[1] and len(val[0] | val[1]) == 4
+    assert [osp.basename(p) for p in checkpoints(works[2])] == ['epoch_1.pth']
+    assert len(weights_and_meta(checkpoints(works[2])[0])['rng_states']) == 2
+    one = np.array([t['losses']['loss'] for t in single['train']])
+    two = np.array([[t['losses']['loss'] for t in r['train']] for r in ranks])
+    two = two.T.reshape(-1)  # image order: step 0 rank 0, rank 1, step 1...
+    print('det losses 1x1 accumulating 2', one, '2x1', two)
+    assert np.abs(one - two).max() < 1e-4 * np.abs(one).max()
+    # BN running statistics: 8 forwards on one process, 4 per rank
+    diff = weight_diff(works, skip_bn_stats=True)
+    print('det max |weight difference|', diff)
+    assert diff < 1e-4
+    m1, m2 = single['metrics'][-1], ranks[0]['metrics'][-1]
+    print('det metrics', m1, m2)
+    assert m1.keys() == m2.keys() and 'coco/bbox_mAP' in m1
+    for key in m1:
+        assert abs(m1[key] - m2[key]) <= 0.01, key
+
+
+CLS_CONFIG = osp.join(osp.dirname(SEG_CONFIG), '..', 'classification',
+                      'glnet-toy_1xb64-20e_toy-shapes.py')
+CLS_BODY = """
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
+    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root={root!r}))
+val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={root!r}))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=1, val_interval=1)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+"""
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    from glnet_mm.datasets.toy_imagefolder import make_toy_imagefolder
+    root = str(tmp_path_factory.mktemp('shapes') / 'toy')
+    make_toy_imagefolder(root, num_train=2, num_val=1)
+    return root
+
+
+def test_classification_on_two_processes(shapes, tmp_path):
+    """The mmpretrain toy config through dist_train.sh (toolbox from its
+    default_scope): 2 ranks, disjoint shards, Accuracy over the whole
+    validation set, one checkpoint."""
+    config = write_config(tmp_path / 'cfg.py', CLS_CONFIG,
+                          CLS_BODY.format(root=shapes))
+    log = train(config, tmp_path / 'work', 2)
+    assert 'accuracy/top1' in log
+    ranks = probes(tmp_path / 'work')
+    assert [r['rank'] for r in ranks] == [0, 1]
+    seen = [{p for t in r['train'] for p in t['paths']} for r in ranks]
+    assert seen[0] and not seen[0] & seen[1]
+    val = [set(r['val_paths']) for r in ranks]
+    assert not val[0] & val[1]
+    assert 'accuracy/top1' in ranks[0]['metrics'][-1]
+    assert [osp.basename(p) for p in checkpoints(tmp_path / 'work')] == [
+        'epoch_1.pth']
+
+
+def test_slurm_launcher_on_cpu(shapes, tmp_path, monkeypatch):
+    """tools/train.py --launcher slurm reads slurm's variables (one task
+    here; srun sets them on a cluster) and trains with gloo on the CPU."""
+    import subprocess
+    import sys
+
+    from train_utils import REPO, env
+    config = write_config(tmp_path / 'cfg.py', CLS_CONFIG,
+                          CLS_BODY.format(root=shapes))
+    variables = env()
+    variables.update(SLURM_PROCID='0', SLURM_NTASKS='1', SLURM_LOCALID='0',
+                     SLURM_NODELIST='localhost', MASTER_ADDR='127.0.0.1',
+                     MASTER_PORT=variables['PORT'])
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+         '--launcher', 'slurm', '--work-dir', str(tmp_path / 'work')],
+        env=variables, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, = probes(tmp_path / 'work')
+    assert rank0['world_size'] == 1
+    assert 'Distributed launcher: slurm' in proc.stdout + proc.stderr \
+        or "launcher='slurm'" in proc.stdout + proc.stderr
+
+
+def test_dist_train_sh_usage():
+    import subprocess
+
+    from train_utils import REPO
+    for script in ('dist_train.sh', 'slurm_train.sh'):
+        proc = subprocess.run(['bash', osp.join(REPO, 'tools', script)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and 'usage' in proc.stderr

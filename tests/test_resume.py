@@ -1,0 +1,169 @@
+"""Exact resume: a toy training killed for real (SIGKILL, after the
+checkpoint of iteration/epoch N) and continued with ``--resume`` gives the
+losses, final weights and final metrics of the uninterrupted run with the
+same seed; the iterations before the kill repeat the uninterrupted run's
+(same seed twice, same result). The toy configs as shipped: random
+augmentation, dropout, mmdet's random anchor and RoI sampling."""
+import os
+import os.path as osp
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from train_utils import (DET_CONFIG, SEG_CONFIG, env, probes, train,
+                         train_command, weights, write_config)
+
+from glnet_mm.datasets.toy_ade import make_toy_ade
+from glnet_mm.datasets.toy_coco import make_toy_coco
+
+SEG_BODY = """
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
+    'glnet_mm.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
+    allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'),
+                dict(type='ProbeHook', pause_at='iter_4.pth')]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root={root!r}))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={root!r}))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=8, val_interval=8)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=4),
+                     visualization=dict(interval=1000))
+randomness = dict(seed=0, deterministic=True)
+"""
+DET_BODY = """
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
+    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook'),
+                dict(type='ProbeHook', pause_at='epoch_2.pth')]
+model = dict(test_cfg=dict(rcnn=dict(score_thr=0.)))
+ann = {root!r} + '/annotations/instances_val.json'
+train_dataloader = dict(dataset=dict(data_root={root!r} + '/'))
+val_dataloader = dict(dataset=dict(data_root={root!r} + '/'))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=ann)
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs=3, val_interval=3)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+randomness = dict(seed=0, deterministic=True)
+"""
+NO_PAUSE = ['--cfg-options', 'custom_hooks.1.pause_at=None']
+
+
+def train_and_kill(config, work_dir, nproc=1, timeout=600):
+    """Train until the probe pauses after the chosen checkpoint, then
+    SIGKILL the process (with torchrun: its whole process group)."""
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'stdout.log'), 'w') as log:
+        proc = subprocess.Popen(
+            train_command(config, nproc, '--work-dir', str(work_dir)),
+            env=env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    markers = [osp.join(work_dir, f'paused_rank{r}') for r in range(nproc)]
+    start = time.time()
+    try:
+        while not all(osp.exists(m) and os.path.getsize(m)
+                      for m in markers):
+            assert proc.poll() is None, open(
+                osp.join(work_dir, 'stdout.log')).read()[-3000:]
+            assert time.time() - start < timeout
+            time.sleep(0.2)
+    finally:
+        # every worker (torchrun gives each its own session), then the
+        # launcher's process group
+        for m in markers:
+            if osp.exists(m) and os.path.getsize(m):
+                with open(m) as f:
+                    pid = int(f.read())
+                if pid != proc.pid:
+                    os.kill(pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
+def losses(record):
+    return np.array([t['losses']['loss'] for t in record['train']])
+
+
+def check_exact_resume(tmp_path, config, kill_at, total, nproc=1,
+                       exact_metrics=True):
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    train(config, full, nproc, *NO_PAUSE)
+    train_and_kill(config, cut, nproc)
+    import json
+    with open(cut / 'probe_rank0_paused.json') as f:
+        before = json.load(f)
+    log = train(config, cut, nproc, '--resume', *NO_PAUSE)
+    assert 'resumed' in log
+    after, ref = probes(cut)[0], probes(full)[0]  # rank 0
+    a, b, r = losses(before), losses(after), losses(ref)
+    print('uninterrupted', r, '\nkilled', a, '\nresumed', b)
+    assert len(a) == kill_at and len(a) + len(b) == len(r) == total
+    # same seed twice: the same iterations before the kill
+    np.testing.assert_array_equal(a, r[:kill_at])
+    # resumed: the same iterations after it
+    np.testing.assert_allclose(b, r[kill_at:], rtol=1e-6, atol=0)
+    name = open(full / 'last_checkpoint').read().strip()
+    w_ref = weights(name)
+    w_res = weights(open(cut / 'last_checkpoint').read().strip())
+    assert osp.basename(name) == osp.basename(
+        open(cut / 'last_checkpoint').read().strip())
+    diff = max((w_ref[k].float() - w_res[k].float()).abs().max().item()
+               for k in w_ref)
+    print('max |weight difference|', diff)
+    assert diff <= 1e-6
+    assert ref['metrics'] and after['metrics'][-1].keys() == ref[
+        'metrics'][-1].keys()
+    if exact_metrics:
+        assert after['metrics'][-1] == pytest.approx(ref['metrics'][-1],
+                                                     abs=1e-6)
+    return ref['metrics'][-1]
+
+
+def test_toy_configs_carry_the_rng_state_hook():
+    from mmengine.config import Config
+    for path in (SEG_CONFIG, DET_CONFIG):
+        cfg = Config.fromfile(path)
+        assert dict(type='RNGStateHook') in cfg.custom_hooks
+        assert 'glnet_mm.hooks' in cfg.custom_imports.imports
+
+
+def test_segmentation_killed_and_resumed_is_exact(tmp_path):
+    root = str(tmp_path / 'ade')
+    make_toy_ade(root, num_train=8, num_val=2)
+    config = write_config(tmp_path / 'cfg.py', SEG_CONFIG,
+                          SEG_BODY.format(root=root))
+    metrics = check_exact_resume(tmp_path, config, kill_at=4, total=8)
+    assert 'mIoU' in metrics
+
+
+def test_detection_killed_and_resumed_is_exact(tmp_path):
+    root = str(tmp_path / 'coco')
+    make_toy_coco(root, num_train=8, num_val=2)
+    config = write_config(tmp_path / 'cfg.py', DET_CONFIG,
+                          DET_BODY.format(root=root))
+    metrics = check_exact_resume(tmp_path, config, kill_at=4, total=6)
+    assert 'coco/bbox_mAP' in metrics
+
+
+def test_segmentation_two_processes_killed_and_resumed_is_exact(tmp_path):
+    """The same on 2 processes (torchrun killed with its workers): each
+    rank gets its own generator states back; the losses and the weights
+    are exact. The metrics are not compared: with per-process BN (SyncBN
+    becomes BN on CPU processes) each rank keeps its own BN running
+    statistics (mmengine's DDP does not broadcast buffers), the checkpoint
+    holds rank 0's, so after a resume rank 1 validates its half of the set
+    with rank 0's statistics (measured: mIoU 8.92 resumed vs 8.41
+    uninterrupted). With SyncBN, on GPUs, the statistics are the same on
+    every rank."""
+    root = str(tmp_path / 'ade')
+    make_toy_ade(root, num_train=8, num_val=2)
+    config = write_config(tmp_path / 'cfg.py', SEG_CONFIG,
+                          SEG_BODY.format(root=root).replace(
+                              'batch_size=4', 'batch_size=2'))
+    check_exact_resume(tmp_path, config, kill_at=4, total=8, nproc=2,
+                       exact_metrics=False)

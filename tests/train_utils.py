@@ -1,0 +1,76 @@
+"""Helpers of the multi-process, resume and AMP tests: write a derived toy
+config, run ``tools/train.py`` / ``tools/dist_train.sh`` in fresh processes,
+read what :mod:`ddp_probe` recorded."""
+import glob
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import torch
+
+TESTS = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(TESTS)
+DET_CONFIG = osp.join(REPO, 'configs', 'detection',
+                      'mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py')
+SEG_CONFIG = osp.join(REPO, 'configs', 'segmentation',
+                      'upernet_glnet-toy_1xb8-600iter_toy-ade-128x128.py')
+
+
+def write_config(path, base, body):
+    """A config file inheriting ``base`` plus the lines of ``body``."""
+    with open(path, 'w') as f:
+        f.write(f'_base_ = {base!r}\n{body}\n')
+    return str(path)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def env():
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, TESTS]),
+                PYTHONHASHSEED='0', OMP_NUM_THREADS='1',
+                PYTHON=sys.executable, PORT=str(free_port()))
+
+
+def train_command(config, nproc, *args):
+    if nproc == 1:
+        return [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+                *args]
+    return ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config,
+            str(nproc), *args]
+
+
+def train(config, work_dir, nproc=1, *args, timeout=900):
+    proc = subprocess.run(
+        train_command(config, nproc, '--work-dir', str(work_dir), *args),
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def probes(work_dir):
+    out = []
+    for path in sorted(glob.glob(osp.join(str(work_dir), 'probe_rank[0-9].json'))):
+        with open(path) as f:
+            out.append(json.load(f))
+    return out
+
+
+def checkpoints(work_dir):
+    return sorted(glob.glob(osp.join(str(work_dir), '*.pth')))
+
+
+def weights_and_meta(path):
+    """A checkpoint, read with the project's safe loading."""
+    from glnet_mm.checkpoint import safe_load
+    return safe_load(path)
+
+
+def weights(path):
+    return weights_and_meta(path)['state_dict']
