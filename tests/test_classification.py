@@ -52,14 +52,17 @@ def tool(name):
     return module
 
 
+SHARED_IMPORTS = Config.fromfile(
+    osp.join(REPO, 'configs', '_base_', 'glnet.py')).glnet_custom_imports.imports
+
+
 def test_every_config_is_found():
     # training, 3rdparty evaluation (+ 2 token labeling), toy, ablations
     assert len(ALL_CONFIGS) == 5 + 5 + 2 + 1 + 14
     for config in ALL_CONFIGS:
         cfg = load(config)
-        assert cfg.custom_imports['imports'] == (
-            ['glnet_mm', 'glnet_mm.safe_loading'] +
-            (['glnet_mm.classification'] if 'tklb' in config else []))
+        assert cfg.custom_imports['imports'] == SHARED_IMPORTS + (
+            ['glnet_mm.classification'] if 'tklb' in config else [])
         assert cfg.model.type == 'ImageClassifier'
         assert cfg.model.backbone.type == 'GLNet'
 

@@ -73,7 +73,8 @@ def test_tklb_config(size):
     cfg = Config.fromfile(
         osp.join(CONFIGS, f'glnet-{size}-tklb_3rdparty_in1k.py'))
     assert cfg.custom_imports['imports'] == [
-        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.classification']
+        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
+        'glnet_mm.classification']
     assert cfg.model.neck is None
     assert cfg.model.head.type == 'TokenLabelingClsHead'
     assert cfg.model.head.aux_weight == 0.5
@@ -128,7 +129,9 @@ def test_tklb_golden_logits_through_image_classifier(golden_tklb, tmp_path):
 
 
 def test_tklb_head_is_evaluation_only():
+    from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')  # whatever scope an earlier test left
     head = MODELS.build(dict(type='TokenLabelingClsHead', num_classes=3,
                              in_channels=8))
     feats = (torch.randn(2, 8, 4, 5), )

@@ -5,8 +5,12 @@
 # Evaluation only: token-labeling training needs per-token teacher labels
 # that are not public (docs/classification.md).
 _base_ = './glnet-4g_16xb128_in1k.py'
+# configs/_base_/glnet.py's imports, and the token-labeling head
 custom_imports = dict(
-    imports=['glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.classification'],
+    imports=[
+        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
+        'glnet_mm.classification'
+    ],
     allow_failed_imports=False)
 # The token-labeling classifier pools the last stage itself: no neck.
 model = dict(
