@@ -1,6 +1,5 @@
 """Safe loading of official and OpenMMLab checkpoints, clear errors."""
 import os
-import os.path as osp
 import subprocess
 import sys
 import textwrap
@@ -92,7 +91,6 @@ def test_args_survive_as_plain_data(official_file):
 
 
 def test_init_cfg_pretrained_through_the_registry(official_file, golden_stl):
-    from mmengine.registry import MODELS as ROOT  # noqa: F401
     from mmdet.registry import MODELS
     model = MODELS.build(
         dict(type='GLNet', arch=arch_from_official(golden_stl['config']),

@@ -12,7 +12,6 @@ import os.path as osp
 
 import numpy as np
 import pytest
-import torch
 
 from train_utils import (DET_CONFIG, SEG_CONFIG, checkpoints, probes, train,
                          weights, weights_and_meta, write_config)

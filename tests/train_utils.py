@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 
-import torch
 
 TESTS = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TESTS)
