@@ -41,31 +41,22 @@ def flop_analyzer(model, inputs):
 def flop_counts(model, input_shape=(1, 3, 224, 224)):
     """Multiply-adds per operator of ``model`` on one zero input.
 
-    Traced with autograd enabled: under ``no_grad`` ``nn.MultiheadAttention``
-    takes a fused fast path whose projections the tracer cannot see.
+    Traced with autograd enabled: under ``no_grad`` a plain
+    ``nn.MultiheadAttention`` (in other models) takes a fused fast path
+    whose projections the tracer cannot see.
 
     Returns:
         Counter: FLOPs by operator name; the attention core is under
         ``'scaled_dot_product_attention'``.
     """
-    from .models import pooling
-    pooled = []
     was_training = model.training
     model.eval()
-    pooling.INPUT_OBSERVERS.append(
-        lambda x: pooled.append(math.prod(int(d) for d in x.shape)))
     try:
         with torch.enable_grad():
-            counts = flop_analyzer(model,
-                                   torch.zeros(input_shape)).by_operator()
+            return flop_analyzer(model,
+                                 torch.zeros(input_shape)).by_operator()
     finally:
-        pooling.INPUT_OBSERVERS.pop()
         model.train(was_training)
-    # GLMix's slot pooling (running sums, invisible to the jit counter),
-    # counted as the official count counts adaptive average pooling
-    if pooled:
-        counts['adaptive_avg_pool2d'] += sum(pooled)
-    return counts
 
 
 def count_flops(model, input_shape=(1, 3, 224, 224), attention_core=True):

@@ -82,7 +82,50 @@ class ResidualDWConv(nn.Conv2d):
                          padding=kernel_size // 2, groups=channels)
 
     def forward(self, x):
-        return x + super().forward(x)
+        # in place on the conv's fresh output (its backward does not need it)
+        return super().forward(x).add_(x)
+
+
+class GELU(nn.GELU):
+    """``nn.GELU`` that writes over its input when no gradient is recorded.
+
+    Used only where the input is a fresh intermediate (a layer's output that
+    nothing else reads): inference then skips allocating the widest tensor of
+    the block, whose page faults cost as much as the GELU itself. With
+    autograd it is ``nn.GELU``.
+    """
+
+    def forward(self, x):
+        if torch.is_grad_enabled() and x.requires_grad:
+            return super().forward(x)
+        return torch.ops.aten.gelu_(x, approximate=self.approximate)
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """Multi-head self-attention over tokens ``(B, N, C)``, computed with the
+    fused ``F.scaled_dot_product_attention``.
+
+    The parameters, and their names, are ``nn.MultiheadAttention``'s (one
+    packed ``in_proj`` and ``out_proj``), so official checkpoints load as
+    they are; the result is the same up to float rounding. The fused kernel
+    never materialises the ``N x N`` attention matrix, which matters for
+    token attention at detection sizes.
+
+    Args:
+        dim (int): Channels.
+        num_heads (int): Attention heads.
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__(dim, num_heads, batch_first=True)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads
+                           ).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(x.transpose(1, 2).reshape(B, N, C))
 
 
 def conv_mlp(channels: int, ratio: float, dw: bool) -> nn.Sequential:
@@ -91,7 +134,7 @@ def conv_mlp(channels: int, ratio: float, dw: bool) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(channels, hidden, 1),
         ResidualDWConv(hidden) if dw else nn.Identity(),
-        nn.GELU(),
+        GELU(),
         nn.Conv2d(hidden, channels, 1))
 
 
@@ -257,8 +300,8 @@ class GLMixBlock(_Block):
                           if has_global and slot_init == 'hashing' else None)
         self.slot_scale = (nn.Parameter(torch.tensor(dim**-0.5))
                            if has_global and clustering == 'soft' else None)
-        self.relation_mha = nn.MultiheadAttention(
-            dim, num_heads, batch_first=True) if has_global else None
+        self.relation_mha = (SelfAttention(dim, num_heads)
+                             if has_global else None)
         # Parameter-free hook point: the clustering weights (B, S, H*W) flow
         # through it, so forward hooks can read them (visualize_slots.py).
         self.cluster_weights = nn.Identity() if has_global else None
@@ -276,7 +319,7 @@ class GLMixBlock(_Block):
         if self.init_slots is not None:
             return self.init_slots.expand(x.shape[0], -1, -1)
         if self.slot_init == 'ada_avgpool' and self.relation_mha is not None:
-            # not F.adaptive_avg_pool2d: its windows would be frozen in ONNX
+            # pooling.py: valid at any input size once exported to ONNX
             return adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
         return None
 
@@ -291,9 +334,9 @@ class GLMixBlock(_Block):
         the same computation as before (parity tests at 1e-5).
         """
         with torch.autocast(slots.device.type, enabled=False):
-            return self.slot_scale.float() * (
-                F.normalize(slots.float(), dim=-1)
-                @ F.normalize(pixels.float(), dim=-1).mT)
+            # the scale goes on the S slots, not on the S x HW logits
+            slots = self.slot_scale.float() * F.normalize(slots.float(), dim=-1)
+            return slots @ F.normalize(pixels.float(), dim=-1).mT
 
     def global_branch(self, slots, x):
         """Cluster the grid ``x`` (B, C, H, W) into ``slots``, let the slots
@@ -312,7 +355,7 @@ class GLMixBlock(_Block):
             weights = self.cluster_weights(logits.softmax(dim=-1))
             slots = weights.to(grid.dtype) @ grid  # cluster: grid -> set
             dispatch = logits.softmax(dim=1).mT.to(grid.dtype)
-        slots = self.relation_mha(slots, slots, slots, need_weights=False)[0]
+        slots = self.relation_mha(slots)
         return (dispatch @ slots).mT.reshape_as(x)  # dispatch: set -> grid
 
     def local_branch(self, x):
@@ -359,14 +402,14 @@ class MHABlock(_Block):
     def __init__(self, dim, num_heads, **kwargs):
         super().__init__(dim, ls1_shape=(dim, ), **kwargs)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.mha_op = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.mha_op = SelfAttention(dim, num_heads)
 
     def forward(self, x):
         x = self.pos_embed(x)
         B, C, H, W = x.shape
         tokens = x.flatten(2).mT
         y = self.norm1(tokens)
-        y = self.mha_op(y, y, y, need_weights=False)[0]
+        y = self.mha_op(y)
         tokens = tokens + self.drop_path(self.ls1(y))
         x = tokens.mT.reshape(B, C, H, W)
         return self.mlp_branch(x)
@@ -388,16 +431,16 @@ class TransformerBlock(nn.Module):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.mha_op = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.mha_op = SelfAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+            nn.Linear(dim, hidden), GELU(), nn.Linear(hidden, dim))
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
         B, C, H, W = x.shape
         x = x.flatten(2).mT
         y = self.norm1(x)
-        x = x + self.drop_path(self.mha_op(y, y, y, need_weights=False)[0])
+        x = x + self.drop_path(self.mha_op(y))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x.mT.reshape(B, C, H, W)

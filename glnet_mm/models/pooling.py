@@ -3,8 +3,11 @@
 ``F.adaptive_avg_pool2d`` picks its window sizes from the input size. Traced
 for ONNX with a dynamic input size, torch's decomposition fixes the windows of
 the example input (an ``AveragePool`` with a constant kernel), so the exported
-graph is wrong, or fails, at every other size. Here the windows are computed
-from the input shape inside the graph: output cell ``i`` of an axis of length
+graph is wrong, or fails, at every other size. While ``torch.export`` traces
+(the ONNX path), the windows are therefore computed from the input shape
+inside the graph; everywhere else (eager, ``torch.compile``, the FLOP
+counter) it is PyTorch's own kernel, several times cheaper.
+In the graph, output cell ``i`` of an axis of length
 ``n`` averages positions ``floor(i n / s) <= p < ceil((i + 1) n / s)``, the
 windows of ``F.adaptive_avg_pool2d``, as differences of running sums (one
 ``cumsum`` and two gathers per axis, O(n) work like the pooling itself).
@@ -36,16 +39,16 @@ def _pool_axis(x, out_size, dim):
     return sums / (end - start).to(x.dtype).view(shape)
 
 
-# Callbacks given each input of :func:`adaptive_avg_pool2d`: FLOP counting
-# (glnet_mm.analysis) counts the pooling as fvcore counts
-# ``aten::adaptive_avg_pool2d``, one operation per input element; the jit
-# counter does not see running sums.
-INPUT_OBSERVERS = []
+def running_sum_pool2d(x: torch.Tensor, output_size: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, output_size)`` as running sums, for
+    ``(..., H, W)`` inputs and a square output, valid for any ``H``, ``W``
+    in a traced graph."""
+    return _pool_axis(_pool_axis(x, output_size, -1), output_size, -2)
 
 
 def adaptive_avg_pool2d(x: torch.Tensor, output_size: int) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, output_size)`` for ``(..., H, W)`` inputs
-    and a square output, valid for any ``H``, ``W`` once exported."""
-    for observer in INPUT_OBSERVERS:
-        observer(x)
-    return _pool_axis(_pool_axis(x, output_size, -1), output_size, -2)
+    """``F.adaptive_avg_pool2d(x, output_size)``, through running sums while
+    ``torch.export`` traces (see the module docstring)."""
+    if torch.compiler.is_exporting():
+        return running_sum_pool2d(x, output_size)
+    return F.adaptive_avg_pool2d(x, output_size)
