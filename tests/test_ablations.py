@@ -267,3 +267,30 @@ def test_ablations_train(switches):
     has_slots = any(isinstance(m, nn.MultiheadAttention)
                     for m in first_block(model).children())
     assert has_slots == (switches.get('branches') != 'local')
+
+
+@pytest.mark.parametrize('switches', [
+    dict(), dict(local_op='wmhsa'), dict(clustering='kmeans'),
+    dict(slot_init='param')])
+@pytest.mark.parametrize('grad', [False, True])
+def test_parallel_branches_sum(switches, grad):
+    """The parallel block's mixed map is global + local, whichever layout the
+    local branch returns (the dispatch GEMM sums into a channels-last local
+    map in place; a window-attention map is summed out of place)."""
+    torch.manual_seed(0)
+    block = GLMixBlock(64, 2, **switches).eval()
+    x = torch.randn(2, 64, 13, 18).contiguous(
+        memory_format=torch.channels_last).requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        x_pe, mixed = block.mix(x)
+        normed = block.norm1(x_pe.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        slots = block.initial_slots(x)
+        expected = (block.global_branch(slots, normed)
+                    + block.local_branch(normed))
+    torch.testing.assert_close(mixed, expected, rtol=1e-5, atol=1e-5)
+    if grad:  # both branches receive gradients through the in-place sum
+        mixed.sum().backward()
+        assert block.relation_mha.in_proj_weight.grad.abs().sum() > 0
+        local = (block.local_attn.qkv.weight if block.local_attn is not None
+                 else block.feature_conv[0].weight)
+        assert local.grad.abs().sum() > 0

@@ -338,10 +338,15 @@ class GLMixBlock(_Block):
             slots = self.slot_scale.float() * F.normalize(slots.float(), dim=-1)
             return slots @ F.normalize(pixels.float(), dim=-1).mT
 
-    def global_branch(self, slots, x):
+    def global_branch(self, slots, x, out=None):
         """Cluster the grid ``x`` (B, C, H, W) into ``slots``, let the slots
-        attend to each other, and dispatch them back onto the grid."""
-        grid = x.flatten(2).mT  # B, HW, C
+        attend to each other, and dispatch them back onto the grid.
+
+        The dispatched grid is returned, or ``out +`` it, given ``out`` (a
+        map of ``x``'s shape that nothing else reads, such as the local
+        branch's output). A channels-last ``out`` is summed into by the
+        dispatching GEMM itself: no extra map, no separate sum."""
+        grid = x.flatten(2).mT  # B, HW, C (a view of a channels-last map)
         if self.slot_hash is not None:
             slots = bucket_means(self.slot_hash(grid), grid)
         if self.clustering == 'kmeans':
@@ -354,9 +359,17 @@ class GLMixBlock(_Block):
             logits = self.assignment_logits(slots, grid)
             weights = self.cluster_weights(logits.softmax(dim=-1))
             slots = weights.to(grid.dtype) @ grid  # cluster: grid -> set
-            dispatch = logits.softmax(dim=1).mT.to(grid.dtype)
+            dispatch = logits.softmax(dim=1).mT
         slots = self.relation_mha(slots)
-        return (dispatch @ slots).mT.reshape_as(x)  # dispatch: set -> grid
+        # dispatch: set -> grid
+        if out is not None and out.is_contiguous(
+                memory_format=torch.channels_last):
+            B, C, H, W = out.shape  # the GEMM writes into ``out`` (a view)
+            tokens = out.permute(0, 2, 3, 1).view(B, H * W, C)
+            tokens.baddbmm_(dispatch.to(out.dtype), slots.to(out.dtype))
+            return out
+        dispatched = (dispatch.to(grid.dtype) @ slots).mT.reshape_as(x)
+        return dispatched if out is None else out + dispatched
 
     def local_branch(self, x):
         """Light convs (or window attention) on the fine grid ``x``."""
@@ -370,8 +383,9 @@ class GLMixBlock(_Block):
         slots = self.initial_slots(x)
         x = self.pos_embed(x)
         normed = self.norm1(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        if self.branches == 'parallel':
-            out = self.global_branch(slots, normed) + self.local_branch(normed)
+        if self.branches == 'parallel':  # global added into local's map
+            out = self.global_branch(slots, normed,
+                                     out=self.local_branch(normed))
         elif self.branches == 'local':
             out = self.local_branch(normed)
         elif self.branches == 'global':
