@@ -9,6 +9,11 @@ from there. The rules:
   machine's load hits them all alike; CUDA is synchronised around each call.
   A model's figure is images/s from the median and from the minimum time
   over the rounds; ratios compare models of the same run only.
+* **GEMM rate**: a ``GEMM_N``-cubed matmul (2048) on the run's device, in
+  its precision's dtype (fp32, fp16 or bf16 tensors), takes its turn in the
+  same interleaved rounds as the models; ``2 n^3`` over its median time is
+  the machine's reachable GFLOP/s, against which the tool sets each model's
+  achieved GFLOP/s (its FLOPs per image times its median images/s).
 * **Memory**: the peak memory of a full training step (forward, loss,
   backward and the AdamW update) is measured in a fresh process per model,
   over two steps (the first also creates AdamW's state), from just before
@@ -18,9 +23,12 @@ from there. The rules:
   weights, gradients, optimizer state and activations, and nothing of the
   interpreter or the libraries.
 * **Output**: a Markdown table, and the rows as JSON or CSV (``--out``),
-  with the machine, the thread count, the precision and the settings.
+  with the machine, the thread count, the precision and the settings; a
+  Pareto plot of accuracy against images/s (``--pareto``, matplotlib's Agg
+  backend). No output file is ever overwritten.
 
-Only torch is needed here; the model builders live in the tool.
+Only torch is needed here (matplotlib for the plot); the model builders, the
+FLOP counts and the accuracies live in the tool.
 """
 import csv
 import json
@@ -35,6 +43,10 @@ from contextlib import nullcontext
 import torch
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+GEMM_N = 2048  # the matmul of the GEMM rate: GEMM_N x GEMM_N x GEMM_N
+# A row's own figures; every other key of a row is a setting (add_ratios).
+FIGURES = ('model', 'params_m', 'gflops_per_image', 'gflop_s',
+           'gemm_fraction')
 
 
 def sync(device):
@@ -73,6 +85,21 @@ def time_interleaved(calls, rounds, warmup, device):
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
     return times
+
+
+def gemm_call(device, precision, n=GEMM_N):
+    """A function that runs one ``n`` x ``n`` x ``n`` matmul on ``device`` in
+    the dtype of ``precision`` (fp32 for ``'fp32'``), for
+    :func:`time_interleaved`; :func:`gemm_gflop_s` makes its rate."""
+    dtype = PRECISIONS[precision] or torch.float32
+    a, b, out = (torch.randn(n, n, device=device, dtype=dtype)
+                 for _ in range(3))
+    return lambda: torch.matmul(a, b, out=out)
+
+
+def gemm_gflop_s(seconds, n=GEMM_N):
+    """GFLOP/s (``2 n^3`` per call) of the median of ``seconds``."""
+    return 2 * n**3 / statistics.median(seconds) / 1e9
 
 
 def summarise(seconds, images):
@@ -154,10 +181,11 @@ def machine(device):
 
 def add_ratios(rows, baseline, keys):
     """Add ``<key>_vs_baseline`` to every row of the same settings as a row
-    of the ``baseline`` model."""
+    of the ``baseline`` model (settings: every key but ``keys``, the
+    :data:`FIGURES` and the ratios)."""
     def settings(row):
         return tuple((k, v) for k, v in row.items()
-                     if k not in keys and k not in ('model', 'params_m')
+                     if k not in keys and k not in FIGURES
                      and not k.endswith('_vs_baseline'))
 
     bases = {settings(r): r for r in rows if r['model'] == baseline}
@@ -209,3 +237,39 @@ def write_rows(path, rows, meta):
             json.dump(dict(meta=meta, rows=rows), f, indent=2)
     else:
         raise ValueError(f'--out must end in .json or .csv, got {path}')
+
+
+def pareto_plot(path, points, family, xlabel, title):
+    """Draw ImageNet-1k top-1 against images/s (matplotlib, Agg backend),
+    each point labelled with its model, the ``family`` joined in its order.
+    An existing file is not overwritten.
+
+    Args:
+        path (str): The image (its extension picks the format).
+        points (dict[str, tuple[float, float]]): ``(images/s, top-1)``.
+        family (Sequence[str]): Models to join by a line, in order (those
+            of them in ``points``).
+        xlabel (str): The x axis' title (what was timed, and how).
+        title (str): The plot's title (the machine).
+    """
+    if osp.exists(path):
+        raise FileExistsError(f'{path} exists; choose another --pareto')
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.4, 4.8), layout='constrained')
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    line = [points[name] for name in family if name in points]
+    if len(line) > 1:
+        ax.plot(*zip(*line), '-', color='tab:red', zorder=1)
+    for name, (speed, top1) in points.items():
+        ax.scatter(speed, top1, zorder=2, color='tab:red' if name in family
+                   else 'tab:blue')
+        ax.annotate(name, (speed, top1), xytext=(4, 4),
+                    textcoords='offset points', fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel('ImageNet-1k top-1 (%)')
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=150)

@@ -1,6 +1,6 @@
 """tools/benchmark.py (on glnet_mm/benchmark.py) in its smoke mode: every
-task runs, compares against a baseline and writes its rows; no timing is
-asserted."""
+task runs, compares against a baseline and writes its rows, FLOP and GEMM-rate
+columns and a Pareto plot; no timing is asserted."""
 import csv
 import importlib
 import json
@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from conftest import REPO
 
 from glnet_mm import benchmark as harness
@@ -29,12 +30,12 @@ def bench():
         sys.path.remove(osp.join(REPO, 'tools'))
 
 
-def test_backbone_smoke_with_memory_and_json(bench, tmp_path, capsys):
-    out = tmp_path / 'rows.json'
+def test_backbone_smoke_with_memory_json_and_pareto(bench, tmp_path, capsys):
+    out, png = tmp_path / 'rows.json', tmp_path / 'pareto.png'
     rows = bench.main(['backbone', '--models', 'swin-t', 'glnet-stl',
                        'glnet-stl-local', '--size', '64', '--batch', '2',
                        '--smoke', '--memory', '--threads', '1', '--out',
-                       str(out)])
+                       str(out), '--pareto', str(png)])
     assert [r['model'] for r in rows] == ['swin-t', 'glnet-stl',
                                          'glnet-stl-local']
     for row in rows:
@@ -46,10 +47,60 @@ def test_backbone_smoke_with_memory_and_json(bench, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved['rows'] == json.loads(json.dumps(rows))
     assert saved['meta']['threads'] == 1 and saved['meta']['machine']
+    # GEMM rate in the meta; each row's FLOPs, achieved rate and fraction
+    gemm = saved['meta']['gemm_gflop_s']
+    assert gemm > 0 and saved['meta']['gemm'] == '2048^3 matmul, fp32'
+    for row in rows:
+        assert row['gflops_per_image'] > 0
+        assert row['gflop_s'] == pytest.approx(row['gflops_per_image'] *
+                                               row['images_per_s'])
+        assert row['gemm_fraction'] == pytest.approx(row['gflop_s'] / gemm)
+    assert rows[2]['gflops_per_image'] < rows[1]['gflops_per_image']
     table = capsys.readouterr().out
     assert '| glnet-stl-local |' in table and 'x)' in table
-    with pytest.raises(SystemExit):  # never overwrites
-        bench.main(['backbone', '--smoke', '--out', str(out)])
+    assert 'GFLOP/s' in table and f'{gemm:.1f} GFLOP/s' in table
+    assert png.read_bytes().startswith(b'\x89PNG\r\n\x1a\n')
+    assert png.stat().st_size > 1000
+    for flag, path in (('--out', out), ('--pareto', png)):
+        with pytest.raises(SystemExit):  # never overwrites
+            bench.main(['backbone', '--smoke', flag, str(path)])
+        assert 'exists' in capsys.readouterr().err
+    with pytest.raises(FileExistsError):
+        harness.pareto_plot(str(png), {}, (), 'x', 'title')
+
+
+def test_pareto_top1_from_metafiles(bench, tmp_path):
+    with open(osp.join(REPO, 'configs', 'classification',
+                       'metafile.yml')) as f:
+        glnet = {m['Name']: m for m in yaml.safe_load(f)['Models']}
+    assert bench.top1('glnet-stl') == 82.5 == glnet[
+        'glnet-stl_3rdparty_in1k']['Results'][0]['Metrics']['Top 1 Accuracy']
+    import mmpretrain
+    with open(osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs',
+                       'swin_transformer', 'metafile.yml')) as f:
+        swin = {m['Name']: m for m in yaml.safe_load(f)['Models']}
+    assert bench.top1('swin-t') == swin['swin-tiny_16xb64_in1k'][
+        'Results'][0]['Metrics']['Top 1 Accuracy']
+    assert 80 < bench.top1('swin-t') < bench.top1('convnext-t') < 83
+    # a model without a top-1 is left off the plot, with a note
+    args = bench.parse_args(['backbone', '--smoke'])
+    png = tmp_path / 'p.png'
+    notes = bench.pareto(str(png), [dict(model='glnet-stl', images_per_s=2.),
+                                    dict(model='mine', images_per_s=3.)],
+                         args, 'machine')
+    assert len(notes) == 1 and notes[0].startswith('mine: left off')
+    assert png.stat().st_size > 0
+
+
+# mmpretrain's Swin/ConvNeXt call torch's checkpoint without use_reentrant
+@pytest.mark.filterwarnings('ignore:torch.utils.checkpoint. the use_reentrant')
+def test_with_cp_training_step_smoke(bench):
+    rows = bench.main(['backbone', '--models', 'swin-t', 'glnet-stl',
+                       '--with-cp', '--mode', 'train', '--size', '64',
+                       '--batch', '1', '--smoke', '--threads', '1'])
+    assert all(r['with_cp'] and r['mode'] == 'train' for r in rows)
+    assert all(r['gflops_per_image'] > 0 for r in rows)  # counted without cp
+    assert 'images_per_s_vs_baseline' in rows[1]
 
 
 def test_classifier_training_step_bf16_csv(bench, tmp_path):
@@ -66,6 +117,8 @@ def test_classifier_training_step_bf16_csv(bench, tmp_path):
     table = list(csv.DictReader(line for line in lines
                                 if not line.startswith('#')))
     assert [r['model'] for r in table] == ['convnext-t', 'glnet-4g']
+    assert '# gemm: 2048^3 matmul, bf16' in lines
+    assert float(table[1]['gemm_fraction']) > 0
 
 
 def test_detector_and_segmentor_smoke(bench):
@@ -88,6 +141,8 @@ def test_detector_and_segmentor_smoke(bench):
     (['backbone', '--size', '8'], 'at least 32'),
     (['backbone', '--precision', 'fp16'], 'CUDA'),
     (['backbone', '--out', 'rows.txt'], '.json or .csv'),
+    (['backbone', '--pareto', 'plot.txt'], '.png, .pdf or .svg'),
+    (['backbone', '--with-cp'], '--mode train or --memory'),
 ])
 def test_bad_arguments_are_named(bench, capsys, argv, message):
     with pytest.raises(SystemExit):
@@ -105,9 +160,11 @@ def test_harness_interleaves_and_summarises():
     summary = harness.summarise([2.0, 1.0, 4.0], images=8)
     assert summary == dict(images_per_s=4.0, best_images_per_s=8.0,
                            rounds=3)
-    rows = harness.add_ratios(
-        [dict(model='a', images_per_s=2.0), dict(model='b',
-                                                images_per_s=3.0)],
+    rows = harness.add_ratios(  # a row's own figures are no settings
+        [dict(model='a', images_per_s=2.0, gflops_per_image=1.0),
+         dict(model='b', images_per_s=3.0, gflops_per_image=2.0)],
         'a', ('images_per_s', ))
     assert rows[1]['images_per_s_vs_baseline'] == 1.5
+    assert harness.gemm_gflop_s([1.0, 4.0, 2.0], n=10) == 2 * 10**3 / 2e9
+    harness.gemm_call('cpu', 'bf16', n=8)()  # bf16 tensors, runs
     assert torch.get_num_threads() >= 1

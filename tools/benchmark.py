@@ -5,6 +5,24 @@ One tool for every figure, on the harness of ``glnet_mm/benchmark.py``
 a fresh process per model, Markdown table, JSON/CSV rows). Weights are
 random: speed does not depend on them.
 
+Compute use (``backbone`` and ``classifier``): a 2048^3 matmul in the run's
+precision takes its turn in the same rounds (the GEMM rate, in the header and
+the meta); each row has ``gflops_per_image`` (2 x the multiply-adds of
+``glnet_mm.analysis.count_flops`` on one image: of the backbone, or of the
+whole classifier with pooling and head; counted on a CPU copy in eval mode),
+``gflop_s`` (that times the median images/s) and ``gemm_fraction`` (of the
+GEMM rate). FLOPs are the forward's in both modes: a training step does about
+3x (and one more forward with ``--with-cp``), so in ``--mode train`` the two
+figures are the forward's share.
+
+``--with-cp`` builds the backbones with activation checkpointing
+(``with_cp=True``; detector/segmentor configs: ``model.backbone.with_cp``),
+for ``--mode train`` and ``--memory``; rows record it. ``--pareto PATH``
+plots ImageNet-1k top-1 against the median images/s of this run, the GLNet
+sizes joined: top-1 from the entries of ``TOP1`` in the repo's
+``model-index.yml`` (and the metafiles it imports) and in mmpretrain's
+installed metafiles; a model without one is left off, with a note.
+
 Tasks (what a model is):
 
 * ``backbone``: the backbone alone, four feature maps (strides 4-32), the
@@ -29,12 +47,17 @@ Examples::
         --precision bf16 --channels-last --compile --out gpu.json
     python tools/benchmark.py detector --memory --out det.csv
     python tools/benchmark.py segmentor --size 512 2048 --seg-mode slide
+    python tools/benchmark.py backbone --mode train --with-cp --memory
+    python tools/benchmark.py classifier --models swin-t convnext-t \
+        glnet-stl glnet-4g glnet-9g --pareto pareto.png
 """
 import argparse
+import copy
 import os.path as osp
 import sys
 
 import torch
+import yaml
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a checkout without installing
@@ -60,6 +83,21 @@ CONFIGS = {
                   'configs/segmentation/upernet_glnet-{}_8xb2-160k_'
                   'ade20k-512x512.py'),
 }
+FLOP_TASKS = ('backbone', 'classifier')  # FLOPs and GEMM rate counted
+# ImageNet-1k top-1 for --pareto: an entry of the repo's model-index.yml, or
+# 'mmpretrain::<folder>/<entry>' of mmpretrain's installed metafiles.
+TOP1 = {
+    'glnet-stl': 'glnet-stl_3rdparty_in1k',
+    'glnet-stl-paramslot': 'glnet-stl-paramslot_3rdparty_in1k',
+    'glnet-4g': 'glnet-4g_3rdparty_in1k',
+    'glnet-9g': 'glnet-9g_3rdparty_in1k',
+    'glnet-16g': 'glnet-16g_3rdparty_in1k',
+    # the paper's figure for the ablation (same 300-epoch recipe)
+    'glnet-stl-local': 'glnet-stl-local-only_16xb128_in1k',
+    'swin-t': 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k',
+    'convnext-t': 'mmpretrain::convnext/convnext-tiny_32xb128_in1k',
+}
+FAMILY = ('glnet-stl', 'glnet-4g', 'glnet-9g', 'glnet-16g')  # joined
 DEFAULTS = dict(  # task: (models, size, batch)
     backbone=(['swin-t', 'convnext-t', 'glnet-stl', 'glnet-4g'], [224], 8),
     classifier=(['swin-t', 'convnext-t', 'glnet-stl', 'glnet-4g'], [224], 8),
@@ -74,13 +112,14 @@ def _glnet_arch(name):
     return dict(arch) if isinstance(arch, dict) else arch
 
 
-def _backbone_cfg(name, classifier):
+def _backbone_cfg(name, classifier, with_cp=False):
     if name in GLNET:
-        cfg = dict(type='GLNet', arch=_glnet_arch(name))
+        cfg = dict(type='GLNet', arch=_glnet_arch(name), with_cp=with_cp)
         if classifier:  # the official classifier layout
             cfg.update(out_indices=(3, ), out_norm_cfg=dict(type='BN'))
         return cfg
-    stages = dict(out_indices=(3, ) if classifier else (0, 1, 2, 3))
+    stages = dict(out_indices=(3, ) if classifier else (0, 1, 2, 3),
+                  with_cp=with_cp)
     if name == 'swin-t':  # pads maps smaller than a window, as mmdet's does
         return dict(type='SwinTransformer', arch='tiny', pad_small_map=True,
                     **stages)
@@ -88,7 +127,7 @@ def _backbone_cfg(name, classifier):
                 gap_before_final_norm=classifier)
 
 
-def _config(task, spec):
+def _config(task, spec, with_cp=False):
     """The mm config of a detector/segmentor model, weights random."""
     from mmengine.config import Config
     from mmengine.hub import get_config
@@ -96,6 +135,8 @@ def _config(task, spec):
     cfg = get_config(path) if '::' in path else Config.fromfile(path)
     cfg.model.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
+    if with_cp:
+        cfg.model.backbone.with_cp = True
     return cfg
 
 
@@ -125,23 +166,25 @@ def resolve(task, item):
     return name, name
 
 
-def build(task, spec, device, channels_last=False):
+def build(task, spec, device, channels_last=False, with_cp=False):
     """The model of ``task`` on ``device``, and a function that makes a
-    batch: ``make(batch, (h, w), train) -> dict`` of forward arguments."""
+    batch: ``make(batch, (h, w), train) -> dict`` of forward arguments.
+    ``with_cp``: the backbone with activation checkpointing."""
     if task == 'backbone':
         import glnet_mm  # noqa: F401  (GLNet in mmengine's registry)
         if spec in GLNET:
-            model = glnet_mm.GLNet(_glnet_arch(spec))
+            model = glnet_mm.GLNet(_glnet_arch(spec), with_cp=with_cp)
         else:
             from mmpretrain.registry import MODELS
-            model = MODELS.build(_backbone_cfg(spec, classifier=False))
+            model = MODELS.build(_backbone_cfg(spec, classifier=False,
+                                               with_cp=with_cp))
         make = _image_batch
     elif task == 'classifier':
         import glnet_mm  # noqa: F401
         from mmpretrain.registry import MODELS
         from mmengine.registry import init_default_scope
         init_default_scope('mmpretrain')
-        backbone = _backbone_cfg(spec, classifier=True)
+        backbone = _backbone_cfg(spec, classifier=True, with_cp=with_cp)
         neck = None if backbone['type'] == 'ConvNeXt' else dict(
             type='GlobalAveragePooling')
         channels = (768 if spec in OTHERS else
@@ -155,7 +198,7 @@ def build(task, spec, device, channels_last=False):
     else:
         from mmengine.model import revert_sync_batchnorm
         from mmengine.registry import init_default_scope
-        cfg = _config(task, spec)
+        cfg = _config(task, spec, with_cp)
         scope = 'mmdet' if task == 'detector' else 'mmseg'
         init_default_scope(scope)
         if cfg.get('custom_imports'):
@@ -269,11 +312,75 @@ def train_memory(task, spec, settings):
 
     def build_step():
         model, make = build(task, spec, settings['device'],
-                            settings['channels_last'])
+                            settings['channels_last'], settings['with_cp'])
         return make_call(task, model, make, dict(settings, compile=False),
                          train=True)
 
     return harness.measure_train_memory(build_step, settings['device'])
+
+
+# ---------------------------------------------------------------- figures
+def gflops_per_image(model, size, device):
+    """2 x the multiply-adds of ``model`` on one ``size`` image, counted in
+    eval mode (count_flops restores the mode) on a CPU copy if the model
+    lives elsewhere or checkpoints (which the tracer cannot follow; FLOPs do
+    not depend on it)."""
+    from glnet_mm.analysis import count_flops
+    if torch.device(device).type != 'cpu' or any(
+            getattr(m, 'with_cp', False) for m in model.modules()):
+        model = copy.deepcopy(model).cpu()
+        for module in model.modules():
+            if getattr(module, 'with_cp', False):
+                module.with_cp = False
+    return 2 * count_flops(model, (1, 3, *size)) / 1e9
+
+
+def _metafile_models(path):
+    """``{Name: entry}`` of a mim metafile and of the files it imports."""
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    models = {m['Name']: m for m in data.get('Models') or ()}
+    for imported in data.get('Import') or ():
+        models.update(_metafile_models(osp.join(osp.dirname(path),
+                                                imported)))
+    return models
+
+
+def top1(name):
+    """ImageNet-1k top-1 (%) of ``name``, from its :data:`TOP1` metafile
+    entry; raises ``LookupError`` (KeyError) if there is none."""
+    entry = TOP1[name]
+    if entry.startswith('mmpretrain::'):
+        import mmpretrain
+        folder, entry = entry[len('mmpretrain::'):].split('/')
+        path = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs',
+                        folder, 'metafile.yml')
+    else:
+        path = osp.join(REPO, 'model-index.yml')
+    for result in _metafile_models(path)[entry].get('Results') or ():
+        if (result['Dataset'] == 'ImageNet-1k'
+                and result['Task'] == 'Image Classification'):
+            return float(result['Metrics']['Top 1 Accuracy'])
+    raise KeyError(f'{entry} has no ImageNet-1k top-1 in {path}')
+
+
+def pareto(path, rows, args, machine):
+    """The Pareto plot of ``rows``; notes on the models left off."""
+    points, notes = {}, []
+    for row in rows:
+        try:
+            points[row['model']] = (row['images_per_s'], top1(row['model']))
+        except (LookupError, OSError) as error:
+            notes.append(f'{row["model"]}: left off the Pareto plot, no '
+                         f'ImageNet-1k top-1 ({type(error).__name__}: '
+                         f'{error})')
+    harness.pareto_plot(
+        path, points, FAMILY,
+        xlabel=f'images/s (median): {args.task} {args.mode}, '
+        f'{args.size[0]}x{args.size[1]}, batch {args.batch}, '
+        f'{args.precision}, {args.device}',
+        title=machine)
+    return notes
 
 
 # ---------------------------------------------------------------- main
@@ -304,6 +411,9 @@ def parse_args(argv=None):
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the models')
+    parser.add_argument('--with-cp', action='store_true',
+                        help='backbones with activation checkpointing '
+                        '(with --mode train or --memory)')
     parser.add_argument('--seg-mode', choices=('whole', 'slide'),
                         default='whole', help='segmentor inference mode '
                         '(slide: 512x512 windows, stride 341)')
@@ -316,6 +426,9 @@ def parse_args(argv=None):
     parser.add_argument('--smoke', action='store_true',
                         help='one round, no warm-up: does it run?')
     parser.add_argument('--out', help='write the rows to this .json/.csv')
+    parser.add_argument('--pareto', metavar='PATH.png',
+                        help='plot ImageNet-1k top-1 against images/s '
+                        '(.png, .pdf or .svg)')
     args = parser.parse_args(argv)
     models, size, batch = DEFAULTS[args.task]
     args.size = tuple(args.size or size)
@@ -336,6 +449,13 @@ def parse_args(argv=None):
         parser.error(f'--out {args.out} exists; choose another file')
     if args.out and not args.out.endswith(('.json', '.csv')):
         parser.error('--out must end in .json or .csv')
+    if args.pareto and osp.exists(args.pareto):
+        parser.error(f'--pareto {args.pareto} exists; choose another file')
+    if args.pareto and not args.pareto.endswith(('.png', '.pdf', '.svg')):
+        parser.error('--pareto must end in .png, .pdf or .svg')
+    if args.with_cp and args.mode != 'train' and not args.memory:
+        parser.error('--with-cp changes training steps only: use it with '
+                     '--mode train or --memory')
     try:
         args.models = dict(resolve(args.task, m)
                            for m in (args.models or models))
@@ -353,24 +473,42 @@ def main(argv=None):
     settings = dict(device=args.device, precision=args.precision,
                     batch=args.batch, size=args.size,
                     channels_last=args.channels_last, compile=args.compile,
-                    seg_mode=args.seg_mode, threads=args.threads)
-    rows, calls = [], {}
+                    seg_mode=args.seg_mode, threads=args.threads,
+                    with_cp=args.with_cp)
+    flops = args.task in FLOP_TASKS
+    rows, calls, notes = [], {}, []
     for name, spec in args.models.items():
-        model, make = build(args.task, spec, args.device, args.channels_last)
-        calls[name] = make_call(args.task, model, make, settings,
-                                train=args.mode == 'train')
-        rows.append(dict(
+        model, make = build(args.task, spec, args.device, args.channels_last,
+                            args.with_cp)
+        row = dict(
             model=name, task=args.task, mode=args.mode,
             size=f'{args.size[0]}x{args.size[1]}', batch=args.batch,
             precision=args.precision, channels_last=args.channels_last,
-            compile=args.compile,
+            compile=args.compile, with_cp=args.with_cp,
             params_m=sum(p.numel() for p in (
                 model.backbone if hasattr(model, 'backbone') else
-                model).parameters()) / 1e6))
+                model).parameters()) / 1e6)
+        if flops:
+            try:
+                row['gflops_per_image'] = gflops_per_image(
+                    model, args.size, args.device)
+            except Exception as error:  # the cells stay empty
+                notes.append(f'{name}: FLOPs not counted '
+                             f'({type(error).__name__}: {error})')
+        rows.append(row)
+        calls[name] = make_call(args.task, model, make, settings,
+                                train=args.mode == 'train')
+    gemm = ('gemm', harness.GEMM_N)  # a key no model name can take
+    if flops:
+        calls[gemm] = harness.gemm_call(args.device, args.precision)
     times = harness.time_interleaved(calls, args.rounds, args.warmup,
                                      args.device)
+    gemm_rate = harness.gemm_gflop_s(times[gemm]) if flops else None
     for row in rows:
         row.update(harness.summarise(times[row['model']], args.batch))
+        if 'gflops_per_image' in row:
+            row['gflop_s'] = row['gflops_per_image'] * row['images_per_s']
+            row['gemm_fraction'] = row['gflop_s'] / gemm_rate
         if args.memory:
             row['train_mem_gib'] = harness.isolated(
                 train_memory, args.task, args.models[row['model']],
@@ -381,17 +519,33 @@ def main(argv=None):
     meta = dict(machine=harness.machine(args.device), torch=torch.__version__,
                 threads=torch.get_num_threads(), rounds=args.rounds,
                 warmup=args.warmup, baseline=args.baseline)
+    if flops:
+        meta.update(gemm=f'{harness.GEMM_N}^3 matmul, {args.precision}',
+                    gemm_gflop_s=gemm_rate)
+    gemm_note = (f'; GEMM {meta["gemm"]}: {gemm_rate:.1f} GFLOP/s (median)'
+                 if flops else '')
     print(f'\n{args.task}, {args.mode}, {args.size[0]}x{args.size[1]}, '
           f'batch {args.batch}, {args.precision}'
           f'{", channels_last" if args.channels_last else ""}'
-          f'{", compiled" if args.compile else ""}; {meta["machine"]}; '
+          f'{", compiled" if args.compile else ""}'
+          f'{", with_cp" if args.with_cp else ""}; {meta["machine"]}; '
           f'median (best) of {args.rounds} interleaved rounds'
-          + (f'; ratios vs {args.baseline}' if args.baseline else '') + '\n')
+          + (f'; ratios vs {args.baseline}' if args.baseline else '')
+          + gemm_note + '\n')
     print(harness.markdown(rows, [
         ('model', 'model', ''), ('params_m', 'backbone params (M)', '.1f'),
+        ('gflops_per_image', 'GFLOPs/image', '.2f'),
         ('images_per_s', 'images/s (median)', '.2f'),
         ('best_images_per_s', 'images/s (best)', '.2f'),
+        ('gflop_s', 'GFLOP/s (median)', '.1f'),
+        ('gemm_fraction', 'of GEMM rate', '.1%'),
         ('train_mem_gib', 'train-step peak memory (GiB)', '.2f')]))
+    if args.pareto:
+        notes += pareto(args.pareto, rows, args, meta['machine'])
+        print(f'\nPareto plot written to {args.pareto}')
+    if notes:
+        meta['notes'] = notes
+        print('\nNotes:\n' + '\n'.join(f'- {n}' for n in notes))
     if args.out:
         harness.write_rows(args.out, rows, meta)
         print(f'\nrows written to {args.out}')
