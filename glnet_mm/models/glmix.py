@@ -74,6 +74,18 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
+def residual(x, branch):
+    """``x + branch``, summed into ``branch`` where that gives the same
+    tensor: ``branch`` must be a fresh result that nothing else reads (a
+    layer's output; true at every call site here) and of the sum's dtype and
+    shape. Saves allocating, and page-faulting in, one map per residual;
+    autograd is unaffected (no layer here saves its own output)."""
+    if (branch is not x and branch.shape == x.shape
+            and branch.dtype == torch.promote_types(x.dtype, branch.dtype)):
+        return branch.add_(x)
+    return x + branch
+
+
 class ResidualDWConv(nn.Conv2d):
     """Depth-wise 3x3 conv with an identity shortcut: ``x + dwconv(x)``."""
 
@@ -82,8 +94,7 @@ class ResidualDWConv(nn.Conv2d):
                          padding=kernel_size // 2, groups=channels)
 
     def forward(self, x):
-        # in place on the conv's fresh output (its backward does not need it)
-        return super().forward(x).add_(x)
+        return residual(x, super().forward(x))
 
 
 class GELU(nn.GELU):
@@ -231,10 +242,10 @@ class _Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def pos_embed(self, x):
-        return x if self.pos_conv is None else x + self.pos_conv(x)
+        return x if self.pos_conv is None else residual(x, self.pos_conv(x))
 
     def mlp_branch(self, x):
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        return residual(x, self.drop_path(self.ls2(self.mlp(self.norm2(x)))))
 
 
 class GLMixBlock(_Block):
@@ -335,7 +346,8 @@ class GLMixBlock(_Block):
         """
         with torch.autocast(slots.device.type, enabled=False):
             # the scale goes on the S slots, not on the S x HW logits
-            slots = self.slot_scale.float() * F.normalize(slots.float(), dim=-1)
+            slots = F.normalize(slots.float(), dim=-1)
+            slots = self.slot_scale.float() * slots
             return slots @ F.normalize(pixels.float(), dim=-1).mT
 
     def global_branch(self, slots, x, out=None):
@@ -398,7 +410,7 @@ class GLMixBlock(_Block):
 
     def forward(self, x):
         x, mixed = self.mix(x)
-        x = x + self.drop_path(self.ls1(mixed))
+        x = residual(x, self.drop_path(self.ls1(mixed)))
         return self.mlp_branch(x)
 
 
@@ -424,7 +436,7 @@ class MHABlock(_Block):
         tokens = x.flatten(2).mT
         y = self.norm1(tokens)
         y = self.mha_op(y)
-        tokens = tokens + self.drop_path(self.ls1(y))
+        tokens = residual(tokens, self.drop_path(self.ls1(y)))
         x = tokens.mT.reshape(B, C, H, W)
         return self.mlp_branch(x)
 
@@ -455,6 +467,6 @@ class TransformerBlock(nn.Module):
         B, C, H, W = x.shape
         x = x.flatten(2).mT
         y = self.norm1(x)
-        x = x + self.drop_path(self.mha_op(y))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = residual(x, self.drop_path(self.mha_op(y)))
+        x = residual(x, self.drop_path(self.mlp(self.norm2(x))))
         return x.mT.reshape(B, C, H, W)
