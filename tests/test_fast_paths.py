@@ -1,0 +1,113 @@
+"""The fast paths compute what the plain PyTorch layers compute.
+
+Fused self-attention, in-place GELU and residual sums, channels-last maps
+and the pooling: each against its reference, with and without autograd.
+"""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from glnet_mm import GLNet
+from glnet_mm.models.glmix import GELU, SelfAttention, residual
+from glnet_mm.models.pooling import adaptive_avg_pool2d, running_sum_pool2d
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_self_attention_is_multihead_attention(train):
+    torch.manual_seed(0)
+    ours = SelfAttention(64, 2).train(train)
+    ref = nn.MultiheadAttention(64, 2, batch_first=True).train(train)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 37, 64, requires_grad=train)
+    with torch.set_grad_enabled(train):
+        out = ours(x)
+        expected = ref(x, x, x, need_weights=False)[0]
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    if train:
+        grads = torch.autograd.grad(out.square().sum(),
+                                    [x, ours.in_proj_weight])
+        ref_grads = torch.autograd.grad(expected.square().sum(),
+                                        [x, ref.in_proj_weight])
+        for g, r in zip(grads, ref_grads):
+            torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_gelu_in_place_only_without_grad():
+    x = torch.randn(4, 8, 5, 5)
+    expected = F.gelu(x)
+    with torch.no_grad():
+        y = x.clone()
+        out = GELU()(y)
+    assert out.data_ptr() == y.data_ptr()  # overwritten: no new map
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    y = x.clone().requires_grad_()
+    out = GELU()(y)
+    assert out.data_ptr() != y.data_ptr()
+    out.sum().backward()
+    y2 = x.clone().requires_grad_()
+    F.gelu(y2).sum().backward()
+    torch.testing.assert_close(y.grad, y2.grad)
+
+
+def test_residual_sums_in_place_only_when_the_result_is_the_same():
+    x, branch = torch.randn(2, 3), torch.randn(2, 3)
+    expected = x + branch
+    out = residual(x, branch.clone())
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    low = branch.to(torch.bfloat16)  # fp32 + bf16 is fp32: out of place
+    out = residual(x, low)
+    assert out.dtype == torch.float32 and out.data_ptr() != low.data_ptr()
+    small = torch.randn(1, 3)  # a broadcast sum: out of place
+    assert residual(x, small).shape == (2, 3)
+    same = torch.randn(2, 3)  # never sums a tensor into itself
+    torch.testing.assert_close(residual(same, same), same * 2)
+
+
+@pytest.mark.parametrize('size', [(56, 56), (14, 14), (7, 9), (1, 1),
+                                  (45, 61)])
+def test_pooling_paths_agree(size):
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    expected = F.adaptive_avg_pool2d(x, 8)
+    torch.testing.assert_close(adaptive_avg_pool2d(x, 8), expected)
+    torch.testing.assert_close(running_sum_pool2d(x, 8), expected)
+
+
+def test_exported_pooling_follows_the_input_size():
+    class Pool(nn.Module):
+        def forward(self, x):
+            return adaptive_avg_pool2d(x, 8)
+
+    h, w = torch.export.Dim('h', min=8, max=128), torch.export.Dim(
+        'w', min=8, max=128)
+    program = torch.export.export(
+        Pool(), (torch.randn(1, 3, 24, 40), ),
+        dynamic_shapes=({2: h, 3: w}, ), strict=False)
+    ops = {str(n.target) for n in program.graph.nodes}
+    assert not any('adaptive_avg_pool' in op for op in ops), ops
+    x = torch.randn(1, 3, 14, 29)
+    torch.testing.assert_close(program.module()(x),
+                               F.adaptive_avg_pool2d(x, 8))
+
+
+@pytest.mark.parametrize('arch', ['stl', '4g'])
+def test_memory_format_and_input_untouched(arch):
+    """Channels-last and NCHW inputs give the same NCHW-contiguous maps, and
+    the in-place sums never write into the caller's tensor."""
+    torch.manual_seed(0)
+    small = dict(base=arch, depths=[1, 1, 2, 1], channels=[32, 64, 96, 128])
+    model = GLNet(small, drop_path_rate=0.1).eval()
+    x = torch.randn(2, 3, 61, 45)
+    keep = x.clone()
+    with torch.no_grad():
+        ref = model(x)
+        out = model(x.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(x, keep)
+    for a, b in zip(ref, out):
+        assert b.is_contiguous()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    model.train()
+    xg = x.clone().requires_grad_()
+    sum(o.mean() for o in model(xg)).backward()
+    assert torch.equal(xg.detach(), keep) and xg.grad.abs().sum() > 0
