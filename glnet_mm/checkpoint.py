@@ -1,13 +1,14 @@
 """Safe checkpoint loading and conversion of the official GLNet weights.
 
-Reading: every checkpoint is read with ``torch.load(weights_only=True)``, so
-no pickled code runs. Checkpoints often carry more than tensors, so a short
-allow-list of data-only globals is accepted (numpy scalars and arrays,
-``argparse.Namespace``, mmengine's ``HistoryBuffer`` for resuming runs...).
-Objects of the training configuration library of the official release
-(``omegaconf``) are rebuilt as inert :class:`OpaqueObject` stand-ins: their
-state is kept as plain data, their code is never imported or run, and
-omegaconf need not be installed. Any other global is refused, by name.
+Reading: every checkpoint is read through the restricted unpickler of
+:mod:`glnet_mm.safe_unpickler`, on every supported torch (2.1 included,
+whose ``weights_only=True`` has no allow-list): no pickled code runs, the
+globals a file names are looked up in an allow-list (torch's tensor
+rebuilders, plain data such as numpy arrays, ``argparse.Namespace`` and
+mmengine's ``HistoryBuffer``), and the training configuration of the
+official release (``omegaconf``) is rebuilt as inert
+:class:`~glnet_mm.safe_unpickler.OpaqueObject` stand-ins, so omegaconf need
+not be installed. Any other global is refused, by name.
 
 * :func:`load_checkpoint` reads any path or URL that mmengine's
   ``CheckpointLoader`` knows (local files, ``http(s)://``,
@@ -15,183 +16,113 @@ omegaconf need not be installed. Any other global is refused, by name.
   through mmengine itself, inside :func:`safe_loading`. GLNet's
   ``init_cfg=dict(type='Pretrained')`` uses it.
 * :func:`enable_safe_loading` turns the same rules on for the whole process,
-  so that mmengine's own loading (``load_from``, ``resume``) works under
-  torch >= 2.6 and stays safe. It is explicit: a call, or the config line
+  so that mmengine's own loading (``load_from``, ``resume``) is safe too
+  (and, under torch >= 2.6, can read what mmengine itself saved). It is
+  explicit: a call, or the config line
   ``custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading'])``
   that every shipped config carries. Importing :mod:`glnet_mm` does not.
+
+Both work by replacing ``torch.load`` (for the block, or for the process)
+with :func:`~glnet_mm.safe_unpickler.restricted_load`, the one mechanism
+that reaches every ``torch.load`` call of mmengine and ``torch.hub`` on
+every torch version.
 
 Converting: :func:`convert_official` is a pure state-dict filter from the
 official (or an OpenMMLab) layout to :class:`~glnet_mm.models.GLNet`'s, and
 :func:`load_pretrained` loads the result with clear errors.
 """
-import argparse
-import codecs
-import collections
 import contextlib
-import functools
 import io
 import os
 import os.path as osp
 import pickle
 import re
-import typing
+import threading
 from collections import OrderedDict
 
 import torch
 
-# Classes of the official release's training configuration, restored as
-# inert stand-ins (omegaconf 2.x, what a hydra config pickles into).
-OPAQUE_CLASSES = (
-    'omegaconf.dictconfig.DictConfig', 'omegaconf.listconfig.ListConfig',
-    'omegaconf.base.ContainerMetadata', 'omegaconf.base.Metadata',
-    'omegaconf.nodes.AnyNode', 'omegaconf.nodes.StringNode',
-    'omegaconf.nodes.IntegerNode', 'omegaconf.nodes.FloatNode',
-    'omegaconf.nodes.BooleanNode', 'omegaconf.nodes.EnumNode',
-    'omegaconf.nodes.BytesNode', 'omegaconf.nodes.PathNode')
+from .safe_unpickler import (OPAQUE_CLASSES, OpaqueObject,  # noqa: F401
+                             RefusedGlobal, add_safe_globals,
+                             allowed_globals, restricted_load, torch_load)
 
 
 class CheckpointError(ValueError):
     """A file that is not a usable checkpoint for the model at hand."""
 
 
-class OpaqueObject:
-    """Inert stand-in for a pickled object whose class is not imported.
-
-    Attributes:
-        pickled_name (str): The class name recorded in the checkpoint.
-        args (tuple): Positional arguments the pickle constructed it with.
-        state: The state the pickle restored into it (plain data).
-    """
-    pickled_name = ''
-
-    def __new__(cls, *args, **kwargs):
-        obj = super().__new__(cls)
-        obj.args, obj.state = args, None
-        return obj
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        self.state = state
-
-    def __repr__(self):
-        return f'<opaque {self.pickled_name}>'
+_switch_lock = threading.Lock()
+_open_blocks = 0  # safe_loading() blocks now open
+_process_wide = False  # enable_safe_loading() was called
 
 
-def _restricted_getattr(allowed):
-    """A ``getattr`` for unpickling: mmengine's ``HistoryBuffer`` pickles its
-    statistics methods as ``getattr(HistoryBuffer, 'mean')``. Only public
-    attributes of the ``allowed`` classes resolve; anything else is refused."""
-
-    def getattr_(obj, name):
-        if not (isinstance(obj, type) and obj in allowed
-                and isinstance(name, str) and not name.startswith('_')):
-            raise pickle.UnpicklingError(
-                f'refused getattr({obj!r}, {name!r}) in a checkpoint')
-        return getattr(obj, name)
-
-    return getattr_
+def _set_torch_load(restricted):
+    torch.load = restricted_load if restricted else torch_load
 
 
-@functools.lru_cache(maxsize=None)
-def allowed_globals():
-    """The allow-list, as ``(object, pickled name)`` pairs for
-    :func:`torch.serialization.safe_globals`."""
-    import numpy as np
-    from mmengine.logging import HistoryBuffer
-    try:  # numpy 2 moved numpy.core to numpy._core; pickles use both
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1
-        from numpy.core import multiarray
-    allowed = [(t, f'builtins.{t.__name__}')
-               for t in (dict, list, set, frozenset, tuple, int, float, complex,
-                         str, bytes, bytearray, bool, slice)]
-    allowed += [
-        (argparse.Namespace, 'argparse.Namespace'),
-        (codecs.encode, '_codecs.encode'),
-        (collections.defaultdict, 'collections.defaultdict'),
-        (typing.Any, 'typing.Any'),
-        (np.dtype, 'numpy.dtype'), (np.ndarray, 'numpy.ndarray'),
-        (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
-        (_restricted_getattr({HistoryBuffer}), 'builtins.getattr')]
-    for core in ('numpy.core', 'numpy._core'):
-        allowed += [(multiarray.scalar, f'{core}.multiarray.scalar'),
-                    (multiarray._reconstruct,
-                     f'{core}.multiarray._reconstruct')]
-    # numpy 2 pickles dtypes as instances of per-type classes (Float64DType)
-    allowed += [(obj, f'{obj.__module__}.{obj.__qualname__}')
-                for name, obj in vars(getattr(np, 'dtypes', object)).items()
-                if name.endswith('DType') and isinstance(obj, type)]
-    for name in OPAQUE_CLASSES:
-        stand_in = type(name.rsplit('.', 1)[-1], (OpaqueObject, ),
-                        dict(pickled_name=name, __module__=__name__))
-        allowed.append((stand_in, name))
-    return tuple(allowed)
+def safe_loading_enabled():
+    """Whether ``torch.load`` is now the restricted loader (inside a
+    :func:`safe_loading` block, or after :func:`enable_safe_loading`)."""
+    return torch.load is restricted_load
 
 
 @contextlib.contextmanager
 def safe_loading():
     """Within this context every ``torch.load`` of the process, mmengine's
-    included, runs with ``weights_only=True`` (even where the caller passed
-    ``False``, as ``torch.hub`` does for downloads) and the allow-list."""
-    names = ('TORCH_FORCE_WEIGHTS_ONLY_LOAD', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD')
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ[names[0]] = '1'
-    os.environ.pop(names[1], None)
-    # only what is not allowed yet: leaving the context removes what it added
-    # (and must keep what enable_safe_loading added for the whole process)
-    present = set(torch.serialization.get_safe_globals())
-    missing = [g for g in allowed_globals() if g not in present]
+    and ``torch.hub``'s included, reads through the restricted unpickler
+    (even where the caller passed ``weights_only=False``, as ``torch.hub``
+    does for downloads). Leaving it keeps what :func:`enable_safe_loading`
+    turned on for the process."""
+    global _open_blocks
+    with _switch_lock:
+        _open_blocks += 1
+        _set_torch_load(True)
     try:
-        with torch.serialization.safe_globals(missing):
-            yield
+        yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        with _switch_lock:
+            _open_blocks -= 1
+            _set_torch_load(_process_wide or _open_blocks > 0)
 
 
 def enable_safe_loading():
     """Turn safe loading on for the rest of the process: every ``torch.load``
     (mmengine's ``load_from``, ``resume`` and ``Pretrained`` init included)
-    reads with ``weights_only=True`` and the allow-list. Idempotent.
+    reads through the restricted unpickler. Idempotent.
 
     Configs turn it on with ``custom_imports = dict(imports=['glnet_mm',
-    'glnet_mm.safe_loading'])``; the environment variable it sets is
-    inherited by the processes the run starts.
+    'glnet_mm.safe_loading'])``; the processes a distributed run starts
+    import the config, and so turn it on too.
     """
-    torch.serialization.add_safe_globals(list(allowed_globals()))
-    os.environ.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)
-    os.environ['TORCH_FORCE_WEIGHTS_ONLY_LOAD'] = '1'
+    global _process_wide
+    with _switch_lock:
+        _process_wide = True
+        _set_torch_load(True)
 
 
-def _refused_globals(source, error):
-    """Names that ``source`` (a path or bytes) needs beyond the allow-list;
-    from the file when it can be listed, else from torch's message."""
-    allowed = {name for _, name in allowed_globals() if isinstance(name, str)}
-    try:
-        f = io.BytesIO(source) if isinstance(source, bytes) else source
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(f)
-    except Exception:  # a URL, or not a zip checkpoint
-        names = re.findall(r'GLOBAL ([\w.]+)', str(error))
-    return [n for n in names if n not in allowed]
+def _find_cause(error, kind):
+    """``error`` or the first exception of type ``kind`` it was raised
+    from, else ``None``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _load_error(source, error):
     """A :class:`CheckpointError` that says why ``torch.load`` failed."""
-    if 'refused getattr' in str(error):
-        return CheckpointError(f'{_describe(source)}: {error}')
-    refused = (_refused_globals(source, error)
-               if isinstance(error, pickle.UnpicklingError) else [])
-    if refused:
+    refused = _find_cause(error, RefusedGlobal)
+    if refused is not None:
         return CheckpointError(
-            f'{_describe(source)} needs globals that are not on the safe-load '
-            f'allow-list (refused, nothing was executed): {refused}. If you '
-            'trust the file, add the classes with '
-            'torch.serialization.add_safe_globals.')
+            f'{_describe(source)} needs a global that is not on the '
+            f'safe-load allow-list (refused, nothing was executed): '
+            f'{refused.name}. If you trust the file, allow the class with '
+            'glnet_mm.checkpoint.add_safe_globals.')
+    if 'refused' in str(error):
+        return CheckpointError(f'{_describe(source)}: {error}')
     first_line = str(error).strip().split('\n')[0]
     return CheckpointError(f'{_describe(source)} is not a readable PyTorch '
                            f'checkpoint: {first_line}')
@@ -202,7 +133,7 @@ def _describe(source):
 
 
 def safe_load(source, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and the allow-list.
+    """``torch.load`` through the restricted unpickler (module docstring).
 
     Args:
         source (str | os.PathLike | bytes): A local checkpoint file, or the
@@ -223,8 +154,7 @@ def safe_load(source, map_location='cpu'):
             raise FileNotFoundError(f'Checkpoint file not found: {source}')
     f = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        with safe_loading():
-            return torch.load(f, map_location=map_location, weights_only=True)
+        return restricted_load(f, map_location=map_location)
     except Exception as error:
         raise _load_error(source, error) from error
 

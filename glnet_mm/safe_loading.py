@@ -6,9 +6,9 @@ It is the config form of :func:`glnet_mm.checkpoint.enable_safe_loading`::
                           allow_failed_imports=False)
 
 Every ``torch.load`` of the run (mmengine's ``load_from``, ``resume`` and
-``Pretrained`` init included) then reads with ``weights_only=True`` and the
-project's allow-list, which is also what lets mmengine resume its own
-checkpoints under torch >= 2.6.
+``Pretrained`` init included) then reads through the restricted unpickler
+of :mod:`glnet_mm.safe_unpickler`, on every supported torch; under
+torch >= 2.6 that is also what lets mmengine resume its own checkpoints.
 """
 from .checkpoint import enable_safe_loading
 

@@ -10,6 +10,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
+from ..compat import is_exporting
 from .glmix import (GLMIX_SWITCHES, GLMixBlock, LayerNorm2d, MHABlock,
                     TransformerBlock, check_glmix_switches)
 
@@ -355,7 +356,7 @@ class GLNet(BaseModule):
     @staticmethod
     def _pad(x, multiple):
         h, w = x.shape[-2:]
-        if multiple == 1 or (not torch.compiler.is_exporting()
+        if multiple == 1 or (not is_exporting()
                              and h % multiple == 0 and w % multiple == 0):
             return x  # F.pad would copy the map even to pad nothing
         # An exported (ONNX) graph always pads: it must take any size.

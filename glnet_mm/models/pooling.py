@@ -17,6 +17,8 @@ against a float64 reference as PyTorch's own kernel).
 import torch
 import torch.nn.functional as F
 
+from ..compat import is_exporting
+
 
 def pooling_windows(in_size, out_size: int, device=None):
     """Start and end (exclusive) of the ``out_size`` adaptive pooling
@@ -49,6 +51,6 @@ def running_sum_pool2d(x: torch.Tensor, output_size: int) -> torch.Tensor:
 def adaptive_avg_pool2d(x: torch.Tensor, output_size: int) -> torch.Tensor:
     """``F.adaptive_avg_pool2d(x, output_size)``, through running sums while
     ``torch.export`` traces (see the module docstring)."""
-    if torch.compiler.is_exporting():
+    if is_exporting():
         return running_sum_pool2d(x, output_size)
     return F.adaptive_avg_pool2d(x, output_size)

@@ -1,0 +1,64 @@
+"""What differs between the supported torch versions, in one place.
+
+glnet_mm runs on torch >= 2.1 (the version of the common mmdet 3.3
+environment). The model itself needs nothing newer; a few tools do, and they
+call :func:`require_torch`, which refuses with an error naming the version
+they need instead of failing somewhere inside torch.
+"""
+import re
+
+import torch
+
+#: The lowest torch this package supports (``install_requires``).
+MIN_TORCH = (2, 1)
+
+# What needs a newer torch, and which: feature -> (version, why).
+NEEDS = {
+    # torch.export of a GLNet with dynamic sizes, and the ONNX exporter on
+    # top of it (torch.onnx.export(dynamo=True)), are torch 2.5+ APIs.
+    'onnx_export': ((2, 5), 'torch.onnx.export(dynamo=True) and '
+                    'torch.compiler.is_exporting()'),
+    # The model's in-place fast paths (gelu_, add_ into fresh outputs) and
+    # fused attention compile without graph breaks from torch 2.5 on.
+    'compile': ((2, 5), 'torch.compile of the GLNet blocks'),
+}
+
+
+def torch_version(version=None):
+    """``(major, minor)`` of ``version`` (default: the running torch)."""
+    version = torch.__version__ if version is None else version
+    match = re.match(r'(\d+)\.(\d+)', str(version))
+    if match is None:
+        raise ValueError(f'Cannot parse the torch version {version!r}')
+    return int(match.group(1)), int(match.group(2))
+
+
+def torch_at_least(major, minor):
+    """Whether the running torch is ``major.minor`` or newer."""
+    return torch_version() >= (major, minor)
+
+
+def require_torch(feature):
+    """Raise a ``RuntimeError`` naming the torch version ``feature`` (a key
+    of :data:`NEEDS`) needs, when the running torch is older."""
+    (major, minor), what = NEEDS[feature]
+    if not torch_at_least(major, minor):
+        raise RuntimeError(
+            f'{what} needs torch >= {major}.{minor}; this is torch '
+            f'{torch.__version__}. The GLNet model itself (training, '
+            'inference, checkpoints) works on torch >= '
+            f'{MIN_TORCH[0]}.{MIN_TORCH[1]}.')
+
+
+def _never_exporting():
+    """Stand-in for ``torch.compiler.is_exporting`` on torch < 2.5."""
+    return False
+
+
+#: ``torch.compiler.is_exporting()`` where torch has it (2.5+), else a
+#: function returning ``False``: older torch cannot export GLNet with dynamic
+#: sizes anyway (``tools/export_onnx.py`` refuses it through
+#: :func:`require_torch`), so there the eager paths are the right ones.
+#: Resolved once here, so that a traced forward calls torch's own function.
+is_exporting = getattr(getattr(torch, 'compiler', None), 'is_exporting',
+                       _never_exporting)
