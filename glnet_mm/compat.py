@@ -12,15 +12,12 @@ import torch
 #: The lowest torch this package supports (``install_requires``).
 MIN_TORCH = (2, 1)
 
-# What needs a newer torch, and which: feature -> (version, why).
+# What needs a newer torch: feature -> ((major, minor), what).
 NEEDS = {
-    # torch.export of a GLNet with dynamic sizes, and the ONNX exporter on
-    # top of it (torch.onnx.export(dynamo=True)), are torch 2.5+ APIs.
-    'onnx_export': ((2, 5), 'torch.onnx.export(dynamo=True) and '
-                    'torch.compiler.is_exporting()'),
-    # The model's in-place fast paths (gelu_, add_ into fresh outputs) and
-    # fused attention compile without graph breaks from torch 2.5 on.
-    'compile': ((2, 5), 'torch.compile of the GLNet blocks'),
+    # tools/export_onnx.py: torch.export with Dim.DYNAMIC sizes and
+    # torch.onnx.export(dynamo=True) of the exported program.
+    'onnx_export': ((2, 6), 'ONNX export (torch.export with Dim.DYNAMIC '
+                    'and torch.onnx.export(dynamo=True))'),
 }
 
 
@@ -51,11 +48,11 @@ def require_torch(feature):
 
 
 def _never_exporting():
-    """Stand-in for ``torch.compiler.is_exporting`` on torch < 2.5."""
+    """Stand-in for ``torch.compiler.is_exporting`` where torch lacks it."""
     return False
 
 
-#: ``torch.compiler.is_exporting()`` where torch has it (2.5+), else a
+#: ``torch.compiler.is_exporting()`` where torch has it, else a
 #: function returning ``False``: older torch cannot export GLNet with dynamic
 #: sizes anyway (``tools/export_onnx.py`` refuses it through
 #: :func:`require_torch`), so there the eager paths are the right ones.

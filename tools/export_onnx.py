@@ -1,7 +1,8 @@
 """Export the GLNet backbone or the whole classifier of a config to ONNX.
 
 Uses torch's own exporter (``torch.onnx.export(..., dynamo=True)``, which
-needs the ``onnx`` and ``onnxscript`` packages) and, when ``onnxruntime`` is
+needs the ``onnx`` and ``onnxscript`` packages, and torch >= 2.6: older torch
+is refused with an error naming the version) and, when ``onnxruntime`` is
 installed, checks the file against PyTorch at the export size.
 
 * A classifier config (mmpretrain ``ImageClassifier``) exports the whole
@@ -34,6 +35,8 @@ import tempfile
 import numpy as np
 import torch
 import torch.nn as nn
+
+from glnet_mm.compat import require_torch
 
 TOLERANCE = 1e-4  # relative to the largest PyTorch output value
 
@@ -158,6 +161,7 @@ def export(module, out, shape, batch=1, dynamic=False, opset=18,
     Returns:
         torch.Tensor: The example input that was traced.
     """
+    require_torch('onnx_export')
     from torch.export import Dim
     # A traced size of 1 is specialised by torch.export: trace batch 2.
     example = torch.randn(2 if dynamic else batch, 3, *shape)
@@ -221,6 +225,7 @@ def relative_errors(onnx_outs, torch_outs):
 
 def main(argv=None):
     args = parse_args(argv)
+    require_torch('onnx_export')  # before any work
     if osp.exists(args.out) and not args.force:
         sys.exit(f'error: {args.out} exists; pass --force to overwrite it')
     from mmengine.config import Config

@@ -1,0 +1,50 @@
+"""glnet_mm.compat: what differs between torch versions, and the refusals of
+features that need a newer torch than the one running."""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+from conftest import REPO
+
+from glnet_mm import compat
+
+
+def load_export_tool():
+    spec = importlib.util.spec_from_file_location(
+        'export_onnx', osp.join(REPO, 'tools', 'export_onnx.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_torch_version_parsing():
+    assert compat.torch_version('2.1.2+cu121') == (2, 1)
+    assert compat.torch_version('2.14.1') == (2, 14)
+    assert compat.torch_version('2.16.0.dev20270101') == (2, 16)
+    with pytest.raises(ValueError, match='torch version'):
+        compat.torch_version('unknown')
+    assert compat.torch_version() >= compat.MIN_TORCH
+
+
+def test_onnx_export_refused_on_old_torch(monkeypatch):
+    """tools/export_onnx.py says which torch it needs instead of failing
+    inside torch (the classic stack's torch 2.1 has no Dim.DYNAMIC)."""
+    tool = load_export_tool()
+    monkeypatch.setattr(torch, '__version__', '2.1.2')
+    with pytest.raises(RuntimeError, match=r'needs torch >= 2\.6; this is '
+                       r'torch 2\.1\.2'):
+        tool.export(torch.nn.Identity(), 'unused.onnx', (32, 32))
+    with pytest.raises(RuntimeError, match=r'needs torch >= 2\.6'):
+        tool.main(['unused_config.py', '--out', 'unused.onnx', '--shape',
+                   '32', '32'])
+
+
+def test_is_exporting():
+    """torch's own function where it exists; False in eager mode."""
+    probe = getattr(torch.compiler, 'is_exporting', None)
+    if probe is not None:
+        assert compat.is_exporting is probe
+    else:  # torch 2.1
+        assert compat.is_exporting is compat._never_exporting
+    assert compat.is_exporting() is False
