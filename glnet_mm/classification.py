@@ -21,7 +21,7 @@ import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 
-# The model index as packaged for mim (glnet_mm/.mim/, see setup.py); its
+# The model index as packaged for mim (glnet_mm/.mim/, see pyproject.toml); its
 # paths are relative to that folder.
 MIM_DIR = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
 MODEL_INDEX = osp.join(MIM_DIR, 'model-index.yml')

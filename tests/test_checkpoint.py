@@ -1,5 +1,6 @@
 """Safe loading of official and OpenMMLab checkpoints, clear errors."""
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,8 @@ from conftest import REPO, load_golden
 from glnet_mm import GLNet, load_pretrained, safe_load
 from glnet_mm.checkpoint import (CheckpointError, OpaqueObject,
                                  arch_from_official)
+from glnet_mm.compat import torch_at_least
+from glnet_mm.safe_unpickler import RefusedGlobal
 
 
 def official_like_checkpoint(path, golden):
@@ -91,6 +94,8 @@ def test_args_survive_as_plain_data(official_file):
 
 
 def test_init_cfg_pretrained_through_the_registry(official_file, golden_stl):
+    pytest.importorskip('mmdet', reason='mmdet is not installed (the '
+                        'classic/newest stacks test the backbone alone)')
     from mmdet.registry import MODELS
     model = MODELS.build(
         dict(type='GLNet', arch=arch_from_official(golden_stl['config']),
@@ -147,9 +152,9 @@ def test_openmmlab_checkpoint_with_backbone_prefix(tmp_path, golden_stl):
     path = tmp_path / 'detector.pth'
     torch.save(
         dict(meta=dict(epoch=1),
-             state_dict={f'backbone.{k}': v
-                         for k, v in src.state_dict().items()}
-             | {'neck.conv.weight': torch.zeros(1)}), path)
+             state_dict=dict({f'backbone.{k}': v
+                              for k, v in src.state_dict().items()},
+                             **{'neck.conv.weight': torch.zeros(1)})), path)
     dst = GLNet(arch)
     missing, unexpected = load_pretrained(dst, str(path))
     assert not missing and not unexpected
@@ -230,53 +235,154 @@ def test_downloads_are_loaded_safely(http_root, tmp_path):
 
 
 def test_safe_loading_is_explicit(official_file):
-    """mmengine's own loader (``load_from``, ``resume``) reads an official
-    file only once safe loading is turned on: by the config line
-    ``custom_imports=dict(imports=['glnet_mm.safe_loading'])``, never by
-    ``import glnet_mm``."""
+    """mmengine's own loader (``load_from``, ``resume``) reads through the
+    restricted unpickler only once safe loading is turned on: by the config
+    line ``custom_imports=dict(imports=['glnet_mm.safe_loading'])``, never by
+    ``import glnet_mm``. Before, torch's default applies: torch >= 2.6
+    refuses the official file (``weights_only=True`` without the
+    allow-list), older torch unpickles anything (``weights_only=False``)."""
     script = textwrap.dedent(f"""
         import os, sys, tempfile
         from mmengine.config import Config
         from mmengine.runner.checkpoint import CheckpointLoader
         import glnet_mm
+        from glnet_mm.checkpoint import safe_loading_enabled
+        print('enabled before:', safe_loading_enabled())
         try:
-            CheckpointLoader.load_checkpoint({official_file!r})
+            ckpt = CheckpointLoader.load_checkpoint({official_file!r})
+            print('loaded before:', type(ckpt['args']).__module__)
         except Exception as error:
             print('refused before:', type(error).__name__)
         cfg = os.path.join(tempfile.mkdtemp(), 'cfg.py')
         with open(cfg, 'w') as f:
             f.write("custom_imports = dict(imports=['glnet_mm.safe_loading'])")
         Config.fromfile(cfg)
+        print('enabled after:', safe_loading_enabled())
         ckpt = CheckpointLoader.load_checkpoint({official_file!r})
-        print('loaded after:', sorted(ckpt)[:3], type(ckpt['args']).__name__)
-        print(os.environ['TORCH_FORCE_WEIGHTS_ONLY_LOAD'])
-    """)
-    env = dict(os.environ)  # as a fresh shell: without the switch
-    env.pop('TORCH_FORCE_WEIGHTS_ONLY_LOAD', None)
-    out = subprocess.run([sys.executable, '-c', script], cwd=REPO,
-                         capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr
-    lines = [line for line in out.stdout.splitlines()
-             if ' - mmengine - ' not in line]  # mmengine's log lines
-    assert lines == [
-        'refused before: UnpicklingError',
-        "loaded after: ['args', 'epoch', 'model'] DictConfig", '1']
-
-
-def test_safe_loading_context_keeps_the_process_switch(tmp_path):
-    """A safe_loading() block (every GLNet Pretrained init opens one) must
-    not take back what enable_safe_loading() allowed for the process."""
-    script = textwrap.dedent("""
-        import torch
-        from glnet_mm.checkpoint import (allowed_globals, enable_safe_loading,
-                                         safe_loading)
-        enable_safe_loading()
-        with safe_loading():
-            pass
-        now = torch.serialization.get_safe_globals()
-        print(all(g in now for g in allowed_globals()))
+        print('loaded after:', sorted(ckpt)[:3], type(ckpt['args']).__name__,
+              type(ckpt['args']).__module__)
     """)
     out = subprocess.run([sys.executable, '-c', script], cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == 'True'
+    lines = [line for line in out.stdout.splitlines()
+             if ' - mmengine - ' not in line]  # mmengine's log lines
+    before = ('refused before: UnpicklingError' if torch_at_least(2, 6) else
+              'loaded before: omegaconf.dictconfig')  # torch's own default
+    assert lines == [
+        'enabled before: False', before, 'enabled after: True',
+        "loaded after: ['args', 'epoch', 'model'] DictConfig "
+        "glnet_mm.safe_unpickler"]
+
+
+def test_safe_loading_context_keeps_the_process_switch():
+    """A safe_loading() block (every GLNet Pretrained init opens one) must
+    not take back what enable_safe_loading() turned on for the process; a
+    block alone gives torch.load back on exit."""
+    script = textwrap.dedent("""
+        import torch
+        from glnet_mm.checkpoint import (enable_safe_loading, safe_loading,
+                                         safe_loading_enabled)
+        with safe_loading():
+            print(safe_loading_enabled(), torch.load.__module__)
+        print(safe_loading_enabled(), torch.load.__module__)
+        enable_safe_loading()
+        with safe_loading():
+            pass
+        print(safe_loading_enabled(), torch.load.__module__)
+    """)
+    out = subprocess.run([sys.executable, '-c', script], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split('\n')[:3] == [
+        'True glnet_mm.safe_unpickler', 'False torch.serialization',
+        'True glnet_mm.safe_unpickler']
+
+
+def _evil(marker):
+    """An object whose unpickling would run a shell command."""
+
+    class Evil:
+
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}', ))
+
+    return Evil()
+
+
+@pytest.mark.parametrize('zipfile', [True, False])
+def test_every_torch_load_is_restricted_inside_the_block(tmp_path, zipfile):
+    """Inside safe_loading(), torch.load refuses code whatever its caller
+    passes (torch.hub passes weights_only=False), in the zip and in the
+    legacy file format, on every torch."""
+    from glnet_mm.checkpoint import safe_loading
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save({'x': _evil(marker)}, path,
+               _use_new_zipfile_serialization=zipfile)
+    with safe_loading():
+        with pytest.raises(RefusedGlobal, match='posix.system'):
+            torch.load(path, weights_only=False)
+        with pytest.raises(RefusedGlobal, match='posix.system'):
+            torch.load(path, pickle_module=pickle)
+    assert not marker.exists()
+    weights = {'w': torch.arange(3.)}
+    torch.save(weights, path, _use_new_zipfile_serialization=zipfile)
+    with safe_loading():
+        torch.testing.assert_close(torch.load(path)['w'], weights['w'])
+
+
+def test_state_setting_and_extensions_are_refused(tmp_path):
+    """The two ways around find_class: BUILD on an object that is not of an
+    allowed class (here a torch function), and copyreg extension codes
+    (their cache skips find_class: here it holds os.system)."""
+    import copyreg
+    # PROTO 2, GLOBAL torch._utils._rebuild_tensor_v2 (allowed), {'pwned': 1},
+    # BUILD: would write into the function's __dict__
+    build = (b'\x80\x02ctorch._utils\n_rebuild_tensor_v2\n'
+             b'}X\x05\x00\x00\x00pwnedK\x01sb.')
+    with pytest.raises(CheckpointError, match='sets the state'):
+        safe_load(build)
+    marker = tmp_path / 'pwned'
+    command = f'touch {marker}'.encode()
+    # PROTO 2, EXT2 0xfe01, BINUNICODE command, TUPLE1, REDUCE
+    ext = (b'\x80\x02\x82\x01\xfeX' + len(command).to_bytes(4, 'little')
+           + command + b'\x85R.')
+    copyreg.add_extension('posix', 'system', 0xfe01)
+    copyreg._extension_cache[0xfe01] = os.system
+    try:
+        with pytest.raises(CheckpointError, match='extension'):
+            safe_load(ext)
+    finally:
+        copyreg.remove_extension('posix', 'system', 0xfe01)
+    assert not marker.exists()
+
+
+def test_torchscript_archive_is_refused(tmp_path):
+    """torch.load hands TorchScript archives to torch.jit.load (code)."""
+    path = tmp_path / 'scripted.pt'
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(CheckpointError, match='TorchScript'):
+        safe_load(path)
+
+
+def test_user_allowed_globals(tmp_path):
+    """add_safe_globals lets a trusted class through, on every torch."""
+    from glnet_mm import safe_unpickler
+    path = tmp_path / 'extra.pth'
+    torch.save({'x': Trusted(3)}, path)
+    with pytest.raises(CheckpointError, match='Trusted'):
+        safe_load(path)
+    saved = list(safe_unpickler._user_globals)
+    safe_unpickler.add_safe_globals([Trusted])
+    try:
+        assert safe_load(path)['x'].value == 3
+    finally:
+        safe_unpickler._user_globals[:] = saved
+
+
+class Trusted:
+    """A user class for test_user_allowed_globals."""
+
+    def __init__(self, value):
+        self.value = value
