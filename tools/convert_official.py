@@ -6,8 +6,9 @@ average pooling, ``LinearClsHead``; for the token-labeling files the
 ``TokenLabelingClsHead`` of the ``*-tklb`` configs) with ``mim test ...
 --checkpoint`` or ``load_from``. (Those configs also take the released files
 directly, converted on load.) The EMA weights (``model_ema``, GLNet-16G's
-reported ones) are taken when present unless ``--no-ema``. The source is read with
-``torch.load(weights_only=True)``; an existing output is never overwritten.
+reported ones) are taken when present unless ``--no-ema``. The source is read by
+glnet_mm's restricted unpickler (``glnet_mm.checkpoint.safe_load``: no pickled
+code runs); an existing output is never overwritten.
 
 Example:
     python tools/convert_official.py glnet_stl.pth \\
