@@ -220,7 +220,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise RefusedGlobal(full_name) from None
 
     def load_build(self):
-        inst = self.stack[-1]
+        inst = self.stack[-2]  # BUILD: [..., inst, state]
         if not isinstance(inst, self._buildable):
             raise pickle.UnpicklingError(
                 f'refused: a checkpoint sets the state of a '

@@ -262,8 +262,10 @@ def test_safe_loading_is_explicit(official_file):
         print('loaded after:', sorted(ckpt)[:3], type(ckpt['args']).__name__,
               type(ckpt['args']).__module__)
     """)
+    env = dict(os.environ)  # as a fresh shell: torch's own default
+    env.pop('TORCH_FORCE_WEIGHTS_ONLY_LOAD', None)
     out = subprocess.run([sys.executable, '-c', script], cwd=REPO,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines()
              if ' - mmengine - ' not in line]  # mmengine's log lines
