@@ -59,3 +59,13 @@ def _never_exporting():
 #: Resolved once here, so that a traced forward calls torch's own function.
 is_exporting = getattr(getattr(torch, 'compiler', None), 'is_exporting',
                        _never_exporting)
+
+
+#: ``torch.compiler.is_compiling()`` (torch 2.3+), else torch 2.1/2.2's
+#: ``torch._dynamo.is_compiling()``: True while dynamo traces. Model code
+#: uses it to skip eager-only tricks that torch 2.1's dynamo cannot trace
+#: without graph breaks (tensor identity tests).
+is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling',
+                       None)
+if is_compiling is None:  # torch < 2.3
+    from torch._dynamo import is_compiling

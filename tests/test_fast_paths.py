@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from glnet_mm import GLNet
+from glnet_mm.compat import NEEDS, torch_at_least
 from glnet_mm.models.glmix import GELU, SelfAttention, residual
 from glnet_mm.models.pooling import adaptive_avg_pool2d, running_sum_pool2d
 
@@ -74,6 +75,10 @@ def test_pooling_paths_agree(size):
     torch.testing.assert_close(running_sum_pool2d(x, 8), expected)
 
 
+@pytest.mark.skipif(
+    not torch_at_least(*NEEDS['onnx_export'][0]),
+    reason='exporting with dynamic sizes needs torch >= '
+    f"{'.'.join(map(str, NEEDS['onnx_export'][0]))} (glnet_mm.compat.NEEDS)")
 def test_exported_pooling_follows_the_input_size():
     class Pool(nn.Module):
         def forward(self, x):

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..compat import is_compiling
 from .glmix_ablations import LSHBuckets, WindowMHSA, bucket_means, kmeans
 from .pooling import adaptive_avg_pool2d
 
@@ -79,8 +80,10 @@ def residual(x, branch):
     tensor: ``branch`` must be a fresh result that nothing else reads (a
     layer's output; true at every call site here) and of the sum's dtype and
     shape. Saves allocating, and page-faulting in, one map per residual;
-    autograd is unaffected (no layer here saves its own output)."""
-    if (branch is not x and branch.shape == x.shape
+    autograd is unaffected (no layer here saves its own output). Compiled
+    graphs sum out of place (the compiler plans their memory itself; torch
+    2.1's dynamo cannot trace the identity test without a graph break)."""
+    if (not is_compiling() and branch is not x and branch.shape == x.shape
             and branch.dtype == torch.promote_types(x.dtype, branch.dtype)):
         return branch.add_(x)
     return x + branch
