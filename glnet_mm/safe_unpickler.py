@@ -190,6 +190,18 @@ def allowed_by_name():
     return allowed
 
 
+def _checkable_class(obj):
+    """Whether ``obj`` is a class that ``isinstance`` accepts (``typing.Any``
+    is a class on Python >= 3.11, but refuses isinstance checks)."""
+    if not isinstance(obj, type):
+        return False
+    try:
+        isinstance(None, obj)
+    except TypeError:
+        return False
+    return True
+
+
 class RestrictedUnpickler(pickle._Unpickler):
     """``pickle``'s unpickler with every global looked up in
     :func:`allowed_by_name` instead of imported (see the module docstring).
@@ -204,7 +216,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         super().__init__(file, **kwargs)
         self._allowed = allowed_by_name()
         self._buildable = tuple(
-            {obj for obj in self._allowed.values() if isinstance(obj, type)})
+            {obj for obj in self._allowed.values() if _checkable_class(obj)})
 
     def find_class(self, module, name):
         # Python 2 names, as pickle maps them (torch saves protocol 2)

@@ -360,6 +360,7 @@ def test_state_setting_and_extensions_are_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.filterwarnings('ignore:`torch.jit:FutureWarning')  # torch 2.15
 def test_torchscript_archive_is_refused(tmp_path):
     """torch.load hands TorchScript archives to torch.jit.load (code)."""
     path = tmp_path / 'scripted.pt'
