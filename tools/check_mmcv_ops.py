@@ -4,8 +4,9 @@
   check tools/setup_env.sh runs after a CUDA build).
 * ``--device cpu``: mmcv's CPU kernels against torchvision's.
 
-Exits with status 1 and says what differs when a result is off; prints one
-JSON line with the measured differences otherwise.
+Exits with status 1 and says what differs when a result is off, with
+status 2 when the check cannot run (mmcv or its dependencies do not import);
+prints one JSON line with the measured differences otherwise.
 
     python tools/check_mmcv_ops.py --device cuda
 """
@@ -63,8 +64,13 @@ def main(argv=None):
     import torch
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit('check_mmcv_ops: --device cuda but torch sees no CUDA GPU')
-    aligned, keep = run_mmcv(args.device)
-    ref_aligned, ref_keep = run_reference(args.device)
+    try:
+        aligned, keep = run_mmcv(args.device)
+        ref_aligned, ref_keep = run_reference(args.device)
+    except Exception as e:
+        print(f'check_mmcv_ops: could not run the ops: {type(e).__name__}: '
+              f'{e}', file=sys.stderr)
+        sys.exit(2)
     diff = (aligned - ref_aligned).abs().max().item()
     result = dict(device=args.device,
                   reference='mmcv cpu' if args.device != 'cpu' else

@@ -37,5 +37,6 @@ grep -E 'bbox_mAP_copypaste|segm_mAP_copypaste' "$WORK_DIR/test.log" |
     sed 's/.*- mmengine - INFO - /  /'
 echo "  (mAP, mAP@0.5, mAP@0.75, small, medium, large; COCO evaluation)"
 echo "predictions drawn by mmdet's DetLocalVisualizer: $predictions/"
-ls "$predictions" | head -n 5
+shown=("$predictions"/*)
+for f in "${shown[@]:0:5}"; do echo "  ${f##*/}"; done
 echo "logs, metrics and checkpoints: $WORK_DIR/"

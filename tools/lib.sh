@@ -5,6 +5,9 @@
 #   python_path PY       an interpreter given with a folder, made absolute from
 #                        the caller's folder (not resolved further: a venv's
 #                        python is a link that must stay one);
+#   first_path PATH...   the first of its arguments (a glob's matches) that
+#                        exists, or nothing: a pipeline such as `ls | head`
+#                        fails under pipefail when head exits first;
 #   usage                the calling script's header comment, as help.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CALLER="$PWD"
@@ -16,4 +19,5 @@ python_path() {
         *) printf '%s\n' "$1" ;;
     esac
 }
+first_path() { local p; for p in "$@"; do [ ! -e "$p" ] || { printf '%s\n' "$p"; return 0; }; done; }
 usage() { sed -n '2,/^set -euo/p' "$_SCRIPT" | sed '$d; s/^# \{0,1\}//'; }

@@ -176,8 +176,9 @@ total="$(du -cb "$OUT"/*.whl "$OUT"/*.tar.gz | tail -n1 | cut -f1)"
     echo
     echo "| file | MB |"
     echo "|---|---|"
-    (cd "$OUT" && ls -S ./*.whl ./*.tar.gz | head -n 10 | while read -r f; do
-        printf '| %s | %s |\n' "${f#./}" "$(awk -v b="$(stat -c %s "$f")" 'BEGIN { printf "%.1f", b / 1e6 }')"
-    done)
+    mapfile -t largest < <(cd "$OUT" && ls -S ./*.whl ./*.tar.gz)
+    for f in "${largest[@]:0:10}"; do
+        printf '| %s | %s |\n' "${f#./}" "$(awk -v b="$(stat -c %s "$OUT/$f")" 'BEGIN { printf "%.1f", b / 1e6 }')"
+    done
 } > "$OUT/BUNDLE.md"
 echo "make_bundle: $OUT: $((total / 1000000)) MB in $((SECONDS - t0)) s (see $OUT/BUNDLE.md)"

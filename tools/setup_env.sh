@@ -20,7 +20,10 @@
 # (tools/patch_mmcv.sh) and built once, then cached outside the checkout
 # ($GLNET_MM_CACHE, default ~/.cache/glnet_mm) in a folder named after mmcv,
 # torch, Python, machine and ops (cpu | lite | cudaX.Y-archA_B), where every
-# later clone on the same machine reuses it.
+# later clone on the same machine reuses it (tools/mmcv_wheel.py: a good
+# wheel is always kept, a failed compile resumes where it stopped, a bad
+# wheel is removed with what to do). Its ops are checked once
+# (tools/check_mmcv_ops.py) before the wheel is first used.
 #
 # Environment:
 #   PYTHON                interpreter the venv is made from (default python3)
@@ -79,7 +82,7 @@ if [ "$MODE" = offline ]; then
     export PIP_NO_INDEX=1 PIP_FIND_LINKS="$BUNDLE"
 fi
 
-STAMP_VALUE="$( { cat requirements/*.txt tools/setup_env.sh tools/patch_mmcv.sh
+STAMP_VALUE="$( { cat requirements/*.txt tools/setup_env.sh tools/lib.sh tools/patch_mmcv.sh tools/mmcv_wheel.py
                   echo "$MODE $OPS_WANTED ${TORCH_CUDA_ARCH_LIST:-}"
                   [ -z "$BUNDLE" ] || cat "$BUNDLE/requirements.txt"; } | sha256sum | cut -c1-16)"
 STAMP="$VENV/.glnet_mm_stack"
@@ -117,7 +120,7 @@ make_venv() {
     local err pipwhl
     err="$("$PY" -m venv "$VENV" 2>&1)" && return 0
     rm -rf "$VENV"
-    pipwhl="$(ls "${BUNDLE:-/nonexistent}"/pip-*.whl 2>/dev/null | head -n1)"
+    pipwhl="$(first_path "${BUNDLE:-/nonexistent}"/pip-*.whl)"
     if [ -n "$pipwhl" ] && "$PY" -m venv --without-pip "$VENV"; then
         say "no ensurepip in $PY: pip installed from the bundle's $(basename "$pipwhl")"
         "$VENV/bin/python" "$pipwhl/pip" install -q --no-index --disable-pip-version-check "$pipwhl"
@@ -137,9 +140,9 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_VALUE" ] && [ -x "$VENV/bin/
     say "reusing $VENV (stack up to date)"
 else
     t0=$SECONDS
-    say "building the stack in $VENV ($MODE torch; a few minutes, ~15 min on a fresh machine, which compiles mmcv once)"
+    say "building the stack in $VENV ($MODE torch; 2 min, 5 min with the mmcv compile on a 2-core machine: README, Quick start)"
     if [ "$MODE" = pinned ]; then
-        [ ! -f "$(ls "$VENV"/lib/python3*/site-packages/$BASE_PTH 2>/dev/null | head -n1)" ] ||
+        [ -z "$(first_path "$VENV"/lib/python3*/site-packages/$BASE_PTH)" ] ||
             die "$VENV reuses another interpreter's torch (made with --system-torch/--offline); remove it first"
         [ -x "$VENV/bin/python" ] || make_venv
         say "1/4 torch, torchvision and build tools"
@@ -149,7 +152,7 @@ else
         # (mmpretrain imports it).
         env -u PYTHONPATH "$PY" -c 'import torch, torchvision' 2>/dev/null ||
             die "$PY cannot import torch and torchvision; --system-torch/--offline reuse the torch of PYTHON=$PY: install torch and the torchvision that matches it there first, or set PYTHON"
-        if [ -x "$VENV/bin/python" ] && [ ! -f "$(ls "$VENV"/lib/python3*/site-packages/$BASE_PTH 2>/dev/null | head -n1)" ]; then
+        if [ -x "$VENV/bin/python" ] && [ -z "$(first_path "$VENV"/lib/python3*/site-packages/$BASE_PTH)" ]; then
             die "$VENV already exists with its own packages; remove it or choose another GLNET_MM_VENV"
         fi
         [ -x "$VENV/bin/python" ] || make_venv
@@ -178,6 +181,7 @@ EOF
             PIP install -r "$VENV/.build-without-torch.txt"
         fi
     fi
+    say "1/4 done in $((SECONDS - t0)) s"
     # The constraints of stage 3: build.txt, less torch when it is not ours.
     CONSTRAINTS=requirements/build.txt
     [ "$MODE" != system ] || CONSTRAINTS="$VENV/.build-without-torch.txt"
@@ -226,65 +230,54 @@ print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "no
         say "mmcv ops: CPU"
     fi
 
-    # ---- 2/4 mmcv: cached wheel, or patch and build the sdist ----
+    # ---- 2/4 mmcv: the cached wheel, or patch and build the sdist once ----
+    # tools/mmcv_wheel.py keeps every good wheel and resumes a failed compile.
     WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)-$OPS_TAG"
-    # CPU wheels cached before the folder name said "cpu" (always CPU builds).
-    LEGACY_DIR="$CACHE/mmcv-$MMCV_VERSION-torch${TORCH_VERSION%%+*}-$PYTAG-$(uname -m)"
-    if [ "$OPS" = cpu ] && ! ls "$WHEEL_DIR"/mmcv*.whl >/dev/null 2>&1 && ls "$LEGACY_DIR"/mmcv-*.whl >/dev/null 2>&1; then
-        WHEEL_DIR="$LEGACY_DIR"
-    fi
-    if ls "$WHEEL_DIR"/mmcv*.whl >/dev/null 2>&1; then
+    case "$OPS" in
+        # -g0 after Python's own -g: no debug info. The code is the same with
+        # or without it; without, g++ takes ~60% of the time and _ext.so is
+        # ~5 MB, not 80. (setuptools appends CPPFLAGS to the compile flags;
+        # CFLAGS would replace them, -O3 included.)
+        cpu) build_env=(MMCV_WITH_OPS=1 FORCE_CUDA=0 "CPPFLAGS=${CPPFLAGS:-} -g0") ;;
+        cuda) build_env=(MMCV_WITH_OPS=1 FORCE_CUDA=1 "TORCH_CUDA_ARCH_LIST=$ARCHS" "CPPFLAGS=${CPPFLAGS:-} -g0") ;;
+        none) build_env=(MMCV_WITH_OPS=0) ;;
+    esac
+    sdist=(--download "mmcv==$MMCV_VERSION")
+    [ "$MODE" != offline ] || sdist=(--sdist "$BUNDLE/mmcv-$MMCV_VERSION.tar.gz")
+    tb=$SECONDS
+    if [ -n "$(first_path "$WHEEL_DIR"/mmcv*.whl)" ]; then
         say "2/4 reusing the mmcv wheel cached in $WHEEL_DIR"
-        install_mmcv_wheel "$(ls "$WHEEL_DIR"/mmcv*.whl | head -n1)"
     else
-        case "$OPS" in
-            cpu) say "2/4 compiling mmcv $MMCV_VERSION with CPU ops (~10 min on 2 cores; cached in $WHEEL_DIR)"
-                 build_env=(MMCV_WITH_OPS=1 FORCE_CUDA=0) ;;
-            cuda) say "2/4 compiling mmcv $MMCV_VERSION with CUDA ops for $ARCHS, MAX_JOBS=${MAX_JOBS:-$(nproc)} (cached in $WHEEL_DIR)"
-                  build_env=(MMCV_WITH_OPS=1 FORCE_CUDA=1 "TORCH_CUDA_ARCH_LIST=$ARCHS") ;;
-            none) say "2/4 building mmcv-lite $MMCV_VERSION (no compiled ops)"
-                  build_env=(MMCV_WITH_OPS=0) ;;
-        esac
-        tb=$SECONDS
-        work="$(mktemp -d)"
-        if [ "$MODE" = offline ]; then
-            cp "$BUNDLE/mmcv-$MMCV_VERSION.tar.gz" "$work/"
-        else
-            PIP download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
-        fi
-        tar xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
-        bash tools/patch_mmcv.sh "$work/mmcv-$MMCV_VERSION"
-        rm -rf "$WHEEL_DIR.tmp" && mkdir -p "$WHEEL_DIR.tmp"
-        # --no-build-isolation: mmcv's setup.py must see this venv's torch, or
-        # it silently builds no ops (mmcv#3310, #3319).
-        (cd "$work/mmcv-$MMCV_VERSION" && env "${build_env[@]}" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-            "$VENV/bin/python" -m pip wheel -q --no-deps --no-build-isolation -w "$WHEEL_DIR.tmp" .)
-        rm -rf "$work"
-        wheel="$(ls "$WHEEL_DIR.tmp"/mmcv*.whl)"
-        if [ "$OPS" != none ] && ! "$VENV/bin/python" -m zipfile -l "$wheel" | grep -q 'mmcv/_ext'; then
-            die "the mmcv build produced no compiled ops (no mmcv/_ext in $wheel)"
-        fi
-        install_mmcv_wheel "$wheel"
-        # Check the ops before the wheel goes into the cache.
-        case "$OPS" in
-            cuda) "$VENV/bin/python" tools/check_mmcv_ops.py --device cuda ||
-                      die "mmcv's CUDA ops disagree with its CPU ops; the wheel is left in $WHEEL_DIR.tmp, not cached" ;;
-            cpu) "$VENV/bin/python" tools/check_mmcv_ops.py --device cpu ||
-                     die "mmcv's CPU ops disagree with torchvision's; the wheel is left in $WHEEL_DIR.tmp, not cached" ;;
-        esac
-        rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.tmp" "$WHEEL_DIR"
-        say "mmcv built in $((SECONDS - tb)) s"
+        say "2/4 building mmcv $MMCV_VERSION ($OPS_TAG ops), MAX_JOBS=${MAX_JOBS:-$(nproc)}; cached in $WHEEL_DIR"
     fi
+    wheel="$(env "${build_env[@]}" MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$VENV/bin/python" tools/mmcv_wheel.py ensure \
+        --cache-dir "$WHEEL_DIR" --ops "$OPS" --patch tools/patch_mmcv.sh "${sdist[@]}")"
+    install_mmcv_wheel "$wheel"
+    say "mmcv ready in $((SECONDS - tb)) s"
 
     # ---- 3/4 the rest of the stack ----
     if [ "$MODE" != offline ]; then
+        t3=$SECONDS
         say "3/4 mmengine, mmdet, mmsegmentation, mmpretrain, openmim"
         # build.txt doubles as constraints: numpy (and our torch) stay at their pins.
-        PIP install "$(ls "$WHEEL_DIR"/mmcv*.whl | head -n1)" -r requirements/runtime.txt \
+        PIP install "$wheel" -r requirements/runtime.txt \
             -r requirements/tests.txt -r requirements/export.txt -c "$CONSTRAINTS"
         PIP install --no-deps openmim==0.3.9
+        say "3/4 done in $((SECONDS - t3)) s"
     else
         say "3/4 (the bundle's wheels are installed)"
+    fi
+    # The ops are checked once per cached wheel, before its first use (mmcv
+    # imports its own dependencies, so after step 3).
+    if [ "$OPS" != none ] && [ ! -f "$WHEEL_DIR/ops-checked" ]; then
+        rc=0; "$VENV/bin/python" tools/check_mmcv_ops.py --device "$OPS" || rc=$?
+        if [ "$rc" = 1 ]; then
+            rm -rf "$WHEEL_DIR"
+            die "mmcv's $OPS ops disagree with the reference (above), so the wheel was removed from the cache: building it again would give the same wheel. Use GLNET_MM_MMCV_OPS=none (mmcv-lite: GLNet, mmseg, mmpretrain) and report the output above"
+        elif [ "$rc" != 0 ]; then
+            die "the check of mmcv's ops could not run (above); the wheel stays cached in $WHEEL_DIR. Fix the cause and run the setup again"
+        fi
+        touch "$WHEEL_DIR/ops-checked"
     fi
     echo "$STAMP_VALUE" > "$STAMP"
     say "stack ready in $((SECONDS - t0)) s"

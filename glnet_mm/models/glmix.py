@@ -381,7 +381,14 @@ class GLMixBlock(_Block):
                 memory_format=torch.channels_last):
             B, C, H, W = out.shape  # the GEMM writes into ``out`` (a view)
             tokens = out.permute(0, 2, 3, 1).view(B, H * W, C)
-            tokens.baddbmm_(dispatch.to(out.dtype), slots.to(out.dtype))
+            dispatch, slots = dispatch.to(out.dtype), slots.to(out.dtype)
+            if torch.jit.is_tracing():
+                # FLOP counters (fvcore, mmengine's FlopAnalyzer behind
+                # the toolboxes' get_flops) trace the model and count
+                # matmul, not baddbmm: the same sum, visible to them.
+                tokens.add_(dispatch @ slots)
+            else:
+                tokens.baddbmm_(dispatch, slots)
             return out
         dispatched = (dispatch.to(grid.dtype) @ slots).mT.reshape_as(x)
         return dispatched if out is None else out + dispatched
