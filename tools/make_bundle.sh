@@ -152,9 +152,10 @@ done
 
 # ---- 3. the project's wheel -------------------------------------------------
 echo "make_bundle: the glnet_mm wheel"
-# built from a copy: pip builds in the source tree (build/, *.egg-info)
+# built from a copy: pip builds in the source tree (build/, *.egg-info);
+# configs/ and model-index.yml too, where glnet_mm/.mim's links point
 mkdir -p "$work/project"
-cp -r "$ROOT/setup.py" "$ROOT/glnet_mm" "$work/project/"
+cp -r "$ROOT/pyproject.toml" "$ROOT/LICENSE" "$ROOT/glnet_mm" "$ROOT/configs" "$ROOT/model-index.yml" "$work/project/"
 find "$work/project" -name __pycache__ -prune -exec rm -rf {} +
 (cd "$work/project" && PIP wheel --no-deps --no-build-isolation -w "$work/project/dist" .)
 mv "$work"/project/dist/glnet_mm-*.whl "$OUT/"
