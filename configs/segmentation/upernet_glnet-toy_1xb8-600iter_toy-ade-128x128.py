@@ -3,16 +3,14 @@
 # depths [1, 1, 2, 1], channels [32, 64, 128, 256]) trained from scratch,
 # lighter decode/auxiliary heads, 128x128 crops and a 600-iteration schedule.
 # The model, the data format and the evaluation are the real ones.
-_base_ = './upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(
-    imports=[
-        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
-        'glnet_mm.datasets.toy_ade_dataset'
-    ],
-    allow_failed_imports=False)
+_base_ = [
+    './upernet_glnet-stl_8xb2-160k_ade20k-512x512.py',
+    './_base_/toy_ade.py',
+]
+custom_imports = {{_base_.toy_ade_custom_imports}}
 
-crop_size = (128, 128)
-num_classes = 6
+crop_size = {{_base_.toy_ade_crop_size}}
+num_classes = {{_base_.toy_ade_num_classes}}
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
@@ -25,34 +23,8 @@ model = dict(
     auxiliary_head=dict(
         in_channels=128, channels=32, num_classes=num_classes))
 
-data_root = 'data/toy_ade'
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(
-        type='RandomResize',
-        scale=(160, 128),
-        ratio_range=(0.75, 1.5),
-        keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(160, 128), keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    dataset=dict(
-        type='ToyADEDataset', data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    num_workers=2,
-    dataset=dict(
-        type='ToyADEDataset', data_root=data_root, pipeline=test_pipeline))
+train_dataloader = {{_base_.toy_ade_train_dataloader}}
+val_dataloader = {{_base_.toy_ade_val_dataloader}}
 test_dataloader = val_dataloader
 
 # From scratch on a CPU: a larger learning rate, no AMP, a short schedule.
