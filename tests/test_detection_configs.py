@@ -82,11 +82,9 @@ def test_every_size_and_family_is_shipped():
                    'mask2former_glnet-toy_1xb4-2000iter_toy-coco.py']
 
 
-@pytest.mark.parametrize('name', FPN)
-def test_real_config_recipe(name):
-    """What a cluster launch needs: COCO paths, batch 2 x 8 with LR scaling,
-    AdamW + AMP with the no-decay groups, SyncBN, drop path per size, the
-    ImageNet checkpoint of the right size, the schedule of the name."""
+def load_and_check_backbone(name):
+    """The config, its GLNet size and backbone: the shared imports and
+    hooks, SyncBN, drop path per size, the ImageNet checkpoint of the size."""
     cfg = load(name)
     size = size_of(name)
     assert cfg.custom_imports.imports == IMPORTS
@@ -97,6 +95,15 @@ def test_real_config_recipe(name):
     assert backbone.norm_cfg == dict(type='SyncBN')
     assert backbone.init_cfg == dict(
         type='Pretrained', checkpoint=f'checkpoints/glnet_{size}.pth')
+    return cfg, size, backbone
+
+
+@pytest.mark.parametrize('name', FPN)
+def test_real_config_recipe(name):
+    """What a cluster launch needs: COCO paths, batch 2 x 8 with LR scaling,
+    AdamW + AMP with the no-decay groups, SyncBN, drop path per size, the
+    ImageNet checkpoint of the right size, the schedule of the name."""
+    cfg, size, backbone = load_and_check_backbone(name)
     assert cfg.model.neck.in_channels == [
         CHANNELS[size][i] for i in backbone.out_indices]
 
@@ -167,15 +174,7 @@ def test_query_head_recipe(name):
     DINO-4scale, its Swin-T Mask2Former), the backbone at 0.1x the lr on
     top of GLNet's decay rule (tests/test_param_groups.py checks the
     groups), GLNet's backbone settings, the schedule of the name."""
-    cfg = load(name)
-    size = size_of(name)
-    assert cfg.custom_imports.imports == IMPORTS
-    backbone = cfg.model.backbone
-    assert backbone.type == 'GLNet' and backbone.arch == size
-    assert backbone.drop_path_rate == DROP_PATH[size]
-    assert backbone.norm_cfg == dict(type='SyncBN')
-    assert backbone.init_cfg == dict(
-        type='Pretrained', checkpoint=f'checkpoints/glnet_{size}.pth')
+    cfg, size, backbone = load_and_check_backbone(name)
     optim = cfg.optim_wrapper
     assert optim.type == 'AmpOptimWrapper'
     assert optim.constructor == 'ModuleLrMultConstructor'

@@ -25,17 +25,12 @@ HOOK = ("dict(type='SlotVisualizationHook', blocks=[1, 3], num_images=2)")
 
 
 @pytest.fixture(scope='module')
-def toy_coco(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('toy') / 'toy_coco')
-    make_toy_coco(root, num_train=8, num_val=4)
-    return root + '/'
-
-
-@pytest.fixture(scope='module')
-def toy_ade(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('toy') / 'toy_ade')
-    make_toy_ade(root, num_train=8, num_val=4)
-    return root
+def toy_data(tmp_path_factory):
+    """A few images of the toy COCO and of the toy ADE."""
+    root = tmp_path_factory.mktemp('toy')
+    make_toy_coco(str(root / 'toy_coco'), num_train=8, num_val=4)
+    make_toy_ade(str(root / 'toy_ade'), num_train=8, num_val=4)
+    return dict(coco=str(root / 'toy_coco') + '/', ade=str(root / 'toy_ade'))
 
 
 def coco_body(root, schedule):
@@ -82,34 +77,37 @@ def check(losses, iterations, figures, height, width):
         assert figure.std() > 10
 
 
-def test_dino_toy(toy_coco, tmp_path):
+# toy config, its training loop, the metrics it must report
+COCO_HEADS = {
+    'dino-4scale_glnet-toy_1xb4-12e_toy-coco.py': (
+        'max_epochs=4', ('coco/bbox_mAP', 'coco/bbox_mAP_50')),
+    'mask2former_glnet-toy_1xb4-2000iter_toy-coco.py': (
+        'max_iters=16', ('coco/bbox_mAP', 'coco/segm_mAP',
+                         'coco/segm_mAP_50')),
+}
+
+
+@pytest.mark.parametrize('name', sorted(COCO_HEADS))
+def test_coco_head_toy(toy_data, tmp_path, name):
+    """16 iterations of batch 2 (epoch-based DINO: 4 epochs of 8 images),
+    one validation at the end."""
+    loop, keys = COCO_HEADS[name]
+    interval = 4 if 'epochs' in loop else 16
     config = write_config(
-        tmp_path / 'dino.py',
-        osp.join(DET, 'dino-4scale_glnet-toy_1xb4-12e_toy-coco.py'),
-        coco_body(toy_coco, 'train_cfg = dict(max_epochs=4, val_interval=4)\n'
+        tmp_path / name, osp.join(DET, name),
+        coco_body(toy_data['coco'],
+                  f'train_cfg = dict({loop}, val_interval={interval})\n'
                   'default_hooks = dict(logger=dict(interval=1), '
-                  'checkpoint=dict(interval=4))'))
+                  f'checkpoint=dict(interval={interval}))'))
     losses, metrics, figures = mim_train('mmdet', config, tmp_path / 'work')
     check(losses, 16, figures, 160, 160)
     (val, ) = metrics
-    assert 0 <= val['coco/bbox_mAP'] <= 1 and 'coco/bbox_mAP_50' in val
-
-
-def test_mask2former_instance_toy(toy_coco, tmp_path):
-    config = write_config(
-        tmp_path / 'mask2former.py',
-        osp.join(DET, 'mask2former_glnet-toy_1xb4-2000iter_toy-coco.py'),
-        coco_body(toy_coco, 'train_cfg = dict(max_iters=16, val_interval=16)\n'
-                  'default_hooks = dict(logger=dict(interval=1), '
-                  'checkpoint=dict(interval=16))'))
-    losses, metrics, figures = mim_train('mmdet', config, tmp_path / 'work')
-    check(losses, 16, figures, 160, 160)
-    (val, ) = metrics
-    for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+    for key in keys:
         assert 0 <= val[key] <= 1, key
 
 
-def test_mask2former_semantic_toy(toy_ade, tmp_path):
+def test_mask2former_semantic_toy(toy_data, tmp_path):
+    toy_ade = toy_data['ade']
     config = write_config(
         tmp_path / 'mask2former.py',
         osp.join(SEG, 'mask2former_glnet-toy_1xb8-600iter_toy-ade-128x128.py'),

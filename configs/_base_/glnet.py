@@ -56,7 +56,11 @@ glnet_paramwise_cfg = dict(
     })
 
 # The query-based heads (DINO, Mask2Former), as their upstream Swin configs:
-# the backbone learns at 0.1x the head's rate. An upstream-style custom key
+# the backbone learns at 0.1x the head's rate; mixed precision, as every
+# GLNet detection and segmentation config. Their bases merge
+# `optim_wrapper = {{_base_.glnet_query_head_optim_wrapper}}` (or the
+# Mask2Former one) into the upstream optimiser (AdamW, its lr, weight decay
+# and gradient clipping stay). An upstream-style custom key
 # 'backbone' would replace the decay rule above for the whole backbone
 # (mmengine applies one custom key and skips every other rule), so the
 # multiplier is applied on top of the rule by ModuleLrMultConstructor
@@ -72,3 +76,10 @@ glnet_mask2former_paramwise_cfg = dict(
         query_embed=dict(decay_mult=0.),
         query_feat=dict(decay_mult=0.),
         level_embed=dict(decay_mult=0.)))
+glnet_query_head_optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    constructor='ModuleLrMultConstructor',
+    paramwise_cfg=glnet_query_head_paramwise_cfg)
+glnet_mask2former_optim_wrapper = dict(
+    glnet_query_head_optim_wrapper,
+    paramwise_cfg=glnet_mask2former_paramwise_cfg)

@@ -41,7 +41,6 @@ val_evaluator = {{_base_.toy_coco_val_evaluator}}
 test_evaluator = val_evaluator
 
 # From scratch on a CPU: a larger learning rate for the batch of 4, no AMP.
-max_epochs = 12
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(lr=1e-3),
@@ -50,11 +49,9 @@ auto_scale_lr = dict(enable=False)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
          end=200),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, begin=0, end=max_epochs,
+    dict(type='CosineAnnealingLR', eta_min=1e-5, begin=0, end=12,
          by_epoch=True, convert_to_iter_based=True),
 ]
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
-default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=1, max_keep_ckpts=2))
+train_cfg = {{_base_.toy_coco_train_cfg}}
+default_hooks = {{_base_.toy_coco_default_hooks}}
 randomness = dict(seed=0)

@@ -28,17 +28,13 @@ val_dataloader = {{_base_.toy_ade_val_dataloader}}
 test_dataloader = val_dataloader
 
 # From scratch on a CPU: a larger learning rate, no AMP, a short schedule.
-max_iters = 600
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
          end=50),
-    dict(type='PolyLR', eta_min=0., power=1.0, begin=50, end=max_iters,
-         by_epoch=False),
+    dict(type='PolyLR', eta_min=0., power=1.0, begin=50,
+         end={{_base_.toy_ade_max_iters}}, by_epoch=False),
 ]
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 2)
-default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=max_iters // 2),
-    visualization=dict(interval=10))  # `--show-dir`: 6 of the 60 val images
+train_cfg = {{_base_.toy_ade_train_cfg}}
+default_hooks = {{_base_.toy_ade_default_hooks}}
 randomness = dict(seed=0)

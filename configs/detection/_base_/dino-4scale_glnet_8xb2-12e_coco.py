@@ -16,14 +16,8 @@
 # everywhere (configs/_base_/glnet.py), mixed precision as every GLNet
 # detection config. The per-size configs set the arch, the outputs, the
 # drop-path rate, the checkpoint and the neck input channels.
-_base_ = [
-    'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
-    './glnet.py',
-]
+_base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py', './glnet.py']
 custom_imports = {{_base_.glnet_custom_imports}}
 model = dict(backbone={{_base_.glnet_backbone}})
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    constructor='ModuleLrMultConstructor',
-    paramwise_cfg={{_base_.glnet_query_head_paramwise_cfg}})
+optim_wrapper = {{_base_.glnet_query_head_optim_wrapper}}
 auto_scale_lr = dict(enable=True, base_batch_size=16)

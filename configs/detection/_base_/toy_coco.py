@@ -26,25 +26,22 @@ toy_coco_test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
 ]
+toy_coco_loader = dict(num_workers=0, persistent_workers=False)
+toy_coco_dataset = dict(data_root=toy_coco_root, metainfo=toy_coco_metainfo)
 toy_coco_train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=toy_coco_root,
-        metainfo=toy_coco_metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        pipeline=toy_coco_train_pipeline))
+    toy_coco_loader, batch_size=4,
+    dataset=dict(toy_coco_dataset, ann_file='annotations/instances_train.json',
+                 data_prefix=dict(img='train/'),
+                 pipeline=toy_coco_train_pipeline))
 toy_coco_val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=toy_coco_root,
-        metainfo=toy_coco_metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=toy_coco_test_pipeline))
+    toy_coco_loader, batch_size=8,
+    dataset=dict(toy_coco_dataset, ann_file='annotations/instances_val.json',
+                 data_prefix=dict(img='val/'),
+                 pipeline=toy_coco_test_pipeline))
 toy_coco_val_evaluator = dict(
     ann_file=toy_coco_root + 'annotations/instances_val.json')
+# The epoch-based toy schedule: 12 epochs of the 320 default images.
+toy_coco_train_cfg = dict(max_epochs=12, val_interval=4)
+toy_coco_default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=1, max_keep_ckpts=2))

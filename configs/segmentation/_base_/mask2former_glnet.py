@@ -8,14 +8,7 @@
 # rule (configs/_base_/glnet.py) in place of Swin's list of norms; mixed
 # precision. The per-size configs set the arch, the drop-path rate, the
 # checkpoint and the head input channels.
-_base_ = [
-    'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py',
-    '../../_base_/glnet.py',
-]
-# the upstream base imports mmdet.models (the head's losses and matcher)
+_base_ = ['mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py', '../../_base_/glnet.py']  # noqa: E501
 custom_imports = {{_base_.glnet_custom_imports}}
 model = dict(backbone={{_base_.glnet_backbone}})
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    constructor='ModuleLrMultConstructor',
-    paramwise_cfg={{_base_.glnet_mask2former_paramwise_cfg}})
+optim_wrapper = {{_base_.glnet_mask2former_optim_wrapper}}

@@ -41,3 +41,10 @@ toy_ade_val_dataloader = dict(
     dataset=dict(
         type='ToyADEDataset', data_root=toy_ade_root,
         pipeline=toy_ade_test_pipeline))
+# The toy schedule: 600 iterations, validated and saved at 300 and 600.
+toy_ade_max_iters = 600
+toy_ade_train_cfg = dict(max_iters=toy_ade_max_iters, val_interval=300)
+toy_ade_default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=300),
+    visualization=dict(interval=10))  # `--show-dir`: 6 of the 60 val images
