@@ -246,7 +246,8 @@ class SlotVisualizationHook(Hook):
             data = prep(dict(inputs=[item['inputs']],
                              data_samples=[item['data_samples']]), False)
             x = data['inputs']
-            picture = item['inputs'].permute(1, 2, 0).numpy()
+            picture = item['inputs'].permute(1, 2, 0).numpy().clip(
+                0, 255).astype(np.uint8)  # some pipelines load float32
             if bgr:  # loaded as BGR, the network sees RGB
                 picture = picture[..., ::-1]
             h, w = picture.shape[:2]  # pad as the preprocessor did

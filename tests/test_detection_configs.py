@@ -77,9 +77,9 @@ def test_every_size_and_family_is_shipped():
         assert f'dino-4scale_glnet-{size}_8xb2-36e_coco.py' in names
         assert f'mask2former_glnet-{size}_8xb2-lsj-50e_coco.py' in names
     assert sorted(REAL) == sorted(FPN + QUERY)
-    assert TOY == ['dino-4scale_glnet-toy_1xb4-12e_toy-coco.py',
+    assert TOY == ['dino-4scale_glnet-toy_1xb4-6e_toy-coco.py',
                    MASK_RCNN_TOY,
-                   'mask2former_glnet-toy_1xb4-2000iter_toy-coco.py']
+                   'mask2former_glnet-toy_1xb4-1000iter_toy-coco.py']
 
 
 def load_and_check_backbone(name):

@@ -79,9 +79,9 @@ def check(losses, iterations, figures, height, width):
 
 # toy config, its training loop, the metrics it must report
 COCO_HEADS = {
-    'dino-4scale_glnet-toy_1xb4-12e_toy-coco.py': (
+    'dino-4scale_glnet-toy_1xb4-6e_toy-coco.py': (
         'max_epochs=4', ('coco/bbox_mAP', 'coco/bbox_mAP_50')),
-    'mask2former_glnet-toy_1xb4-2000iter_toy-coco.py': (
+    'mask2former_glnet-toy_1xb4-1000iter_toy-coco.py': (
         'max_iters=16', ('coco/bbox_mAP', 'coco/segm_mAP',
                          'coco/segm_mAP_50')),
 }

@@ -1,7 +1,7 @@
 # The reduced query-based heads of the CPU toy configs (DINO-4scale and
 # Mask2Former in mmdet, Mask2Former in mmseg), on the reduced GLNet arch
 # 'toy' (STL switches, depths [1, 1, 2, 1], channels [32, 64, 128, 256])
-# trained from scratch: 64-dim transformers with fewer layers and queries.
+# trained from scratch: smaller transformers with fewer layers and queries.
 # The heads, their losses and matching are the real ones. Each toy config
 # assigns these variables, e.g. `model = {{_base_.toy_dino_model}}`.
 toy_dims = 64
@@ -12,16 +12,19 @@ toy_decoder_layer = dict(toy_layer, cross_attn_cfg=dict(embed_dims=toy_dims))
 toy_backbone = dict(
     arch='toy', norm_cfg=dict(type='BN'), drop_path_rate=0., init_cfg=None)
 
-# DINO-4scale on the toy COCO (4 classes): 2 encoder and 3 decoder layers,
-# 100 queries, 20 denoising queries; stages 1-3 + 1 level as the real one.
+# DINO-4scale on the toy COCO (4 classes): 2 encoder and 3 decoder layers
+# with 512-channel FFNs, 100 queries, 20 denoising queries; stages 1-3 + 1
+# level as the real one. Its width stays 256: mmdet's DINO decoder encodes
+# each reference point with 128 sine features per coordinate, which fixes
+# embed_dims to 256.
+toy_dino_ffn = dict(ffn_cfg=dict(feedforward_channels=512))
 toy_dino_model = dict(
     num_queries=100,
     backbone=toy_backbone,
-    neck=dict(in_channels=[64, 128, 256], out_channels=toy_dims),
-    encoder=dict(num_layers=2, layer_cfg=toy_layer),
-    decoder=dict(num_layers=3, layer_cfg=toy_decoder_layer),
-    positional_encoding=dict(num_feats=toy_dims // 2),
-    bbox_head=dict(num_classes=4, embed_dims=toy_dims),
+    neck=dict(in_channels=[64, 128, 256]),
+    encoder=dict(num_layers=2, layer_cfg=toy_dino_ffn),
+    decoder=dict(num_layers=3, layer_cfg=toy_dino_ffn),
+    bbox_head=dict(num_classes=4),
     dn_cfg=dict(group_cfg=dict(num_dn_queries=20)),
     test_cfg=dict(max_per_img=20))
 

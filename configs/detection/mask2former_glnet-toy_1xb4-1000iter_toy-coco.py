@@ -1,7 +1,7 @@
 # CPU toy: the GLNet-STL Mask2Former (COCO instance) config on the generated
 # toy COCO (_base_/toy_coco.py) with the reduced GLNet and a 64-dim head
 # (configs/_base_/toy_query_heads.py), 160x160 images without the
-# large-scale jitter, batch 4 on one process, 2000 iterations (25 epochs).
+# large-scale jitter, batch 4 on one process, 1000 iterations (12.5 epochs).
 # The model, its losses and matching, the data format and the evaluation
 # (CocoMetric, bbox and segm) are the real ones.
 _base_ = [
@@ -22,17 +22,17 @@ test_dataloader = val_dataloader
 val_evaluator = {{_base_.toy_coco_val_evaluator}}
 test_evaluator = val_evaluator
 # the upstream steps (x0.1) at 0.9 and 0.95 of the schedule
-max_iters = 2000
+max_iters = 1000
 optim_wrapper = {{_base_.toy_query_optim_wrapper}}
 auto_scale_lr = dict(enable=False)
 param_scheduler = [
     {{_base_.toy_warmup}},
     dict(type='MultiStepLR', by_epoch=False, end=max_iters,
-         milestones=[1800, 1900]),
+         milestones=[900, 950]),
 ]
 train_cfg = dict(
-    max_iters=max_iters, val_interval=500, dynamic_intervals=None)
+    max_iters=max_iters, val_interval=250, dynamic_intervals=None)
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=500, max_keep_ckpts=2))
+    checkpoint=dict(interval=250, max_keep_ckpts=2))
 randomness = dict(seed=0)
