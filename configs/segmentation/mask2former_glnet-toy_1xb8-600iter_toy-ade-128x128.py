@@ -17,6 +17,7 @@ model = dict(
 train_dataloader = {{_base_.toy_ade_train_dataloader}}
 val_dataloader = {{_base_.toy_ade_val_dataloader}}
 test_dataloader = val_dataloader
+test_pipeline = {{_base_.toy_ade_test_pipeline}}  # mmseg's inference API
 optim_wrapper = {{_base_.toy_query_optim_wrapper}}
 param_scheduler = [
     {{_base_.toy_warmup}},

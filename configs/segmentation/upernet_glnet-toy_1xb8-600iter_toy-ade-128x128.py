@@ -26,6 +26,7 @@ model = dict(
 train_dataloader = {{_base_.toy_ade_train_dataloader}}
 val_dataloader = {{_base_.toy_ade_val_dataloader}}
 test_dataloader = val_dataloader
+test_pipeline = {{_base_.toy_ade_test_pipeline}}  # mmseg's inference API
 
 # From scratch on a CPU: a larger learning rate, no AMP, a short schedule.
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))
