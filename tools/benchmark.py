@@ -169,8 +169,8 @@ def _config(task, spec, with_cp=False):
     spec, changes = spec if isinstance(spec, tuple) else (spec, None)
     path = spec if '::' in spec else osp.join(REPO, spec)
     cfg = get_config(path) if '::' in path else Config.fromfile(path)
-    if changes:
-        cfg.merge_from_dict(changes)
+    if changes:  # a copy: merging consumes the `_delete_` keys
+        cfg.merge_from_dict(copy.deepcopy(changes))
     cfg.model.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
     if with_cp:
