@@ -232,7 +232,6 @@ class SlotVisualizationHook(Hook):
 
     def _prepare(self, runner, model):
         """The fixed images: dataset index, RGB picture, network input."""
-        import numpy as np
         dataset = runner.val_loop.dataloader.dataset
         count = min(self.num_images, len(dataset))
         indices = sorted({round(i) for i in np.linspace(
