@@ -133,6 +133,26 @@ def test_detector_and_segmentor_smoke(bench):
     assert 'images_per_s_vs_baseline' in seg[1]
 
 
+def test_heads_resolve_to_configs(bench):
+    """Each head: the shipped GLNet config, and the Swin-T config of the same
+    head (DINO: mmdet's DINO-4scale with Swin-T swapped in)."""
+    det = bench.CONFIGS['detector']
+    assert list(det) == ['mask-rcnn', 'dino', 'mask2former']
+    assert bench.resolve('detector', 'glnet-4g', 'dino') == (
+        'glnet-4g', 'configs/detection/dino-4scale_glnet-4g_8xb2-12e_coco.py')
+    name, (path, changes) = bench.resolve('detector', 'swin-t', 'dino')
+    assert path == 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+    for _ in range(2):  # the changes are not consumed by a build
+        cfg = bench._config('detector', (path, changes))
+    assert cfg.model.backbone.type == 'SwinTransformer'
+    assert cfg.model.backbone.out_indices == (1, 2, 3)
+    assert 'depth' not in cfg.model.backbone  # ResNet's settings are gone
+    for task, heads in bench.CONFIGS.items():
+        for head, (_, pattern) in heads.items():
+            for size in ('stl', '4g'):
+                assert osp.isfile(osp.join(REPO, pattern.format(size)))
+
+
 @pytest.mark.parametrize('argv, message', [
     (['backbone', '--models', 'nope'], 'unknown model'),
     (['detector', '--models', 'convnext-t'], 'no detector config'),
@@ -143,6 +163,8 @@ def test_detector_and_segmentor_smoke(bench):
     (['backbone', '--out', 'rows.txt'], '.json or .csv'),
     (['backbone', '--pareto', 'plot.txt'], '.png, .pdf or .svg'),
     (['backbone', '--with-cp'], '--mode train or --memory'),
+    (['detector', '--head', 'yolo'], "no detector head 'yolo'"),
+    (['backbone', '--head', 'dino'], '--head is for detector/segmentor'),
 ])
 def test_bad_arguments_are_named(bench, capsys, argv, message):
     with pytest.raises(SystemExit):

@@ -16,6 +16,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import glnet_mm  # noqa: F401  (registers GLNet)
+import glnet_mm.optim  # noqa: F401  (ModuleLrMultConstructor)
 from glnet_mm import GLNet
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -23,7 +24,12 @@ CONFIG_DIR = osp.join(REPO, 'configs', 'detection')
 CONFIGS = sorted(
     osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py')))
 REAL = [c for c in CONFIGS if 'toy' not in c]
+FPN = [c for c in REAL if '_fpn_' in c]  # the CNN-style detectors
+QUERY = [c for c in REAL if c.startswith(('dino', 'mask2former'))]
 TOY = [c for c in CONFIGS if 'toy' in c]
+MASK_RCNN_TOY = 'mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py'
+IMPORTS = ['glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
+           'glnet_mm.optim']
 CHANNELS = dict(stl=[96, 192, 384, 768], toy=[32, 64, 128, 256],
                 **{'4g': [64, 128, 256, 512], '9g': [96, 192, 384, 768],
                    '16g': [128, 256, 512, 1024]})
@@ -66,18 +72,22 @@ def test_every_size_and_family_is_shipped():
         assert (f'cascade-mask-rcnn_glnet-{size}_fpn_4conv1fc-giou_'
                 'ms-crop-3x_coco.py') in names
         assert f'retinanet_glnet-{size}_fpn_1x_coco.py' in names
-    assert len(TOY) == 1
+    for size in ('stl', '4g', '9g', '16g'):
+        assert f'dino-4scale_glnet-{size}_8xb2-12e_coco.py' in names
+        assert f'dino-4scale_glnet-{size}_8xb2-36e_coco.py' in names
+        assert f'mask2former_glnet-{size}_8xb2-lsj-50e_coco.py' in names
+    assert sorted(REAL) == sorted(FPN + QUERY)
+    assert TOY == ['dino-4scale_glnet-toy_1xb4-6e_toy-coco.py',
+                   MASK_RCNN_TOY,
+                   'mask2former_glnet-toy_1xb4-1000iter_toy-coco.py']
 
 
-@pytest.mark.parametrize('name', REAL)
-def test_real_config_recipe(name):
-    """What a cluster launch needs: COCO paths, batch 2 x 8 with LR scaling,
-    AdamW + AMP with the no-decay groups, SyncBN, drop path per size, the
-    ImageNet checkpoint of the right size, the schedule of the name."""
+def load_and_check_backbone(name):
+    """The config, its GLNet size and backbone: the shared imports and
+    hooks, SyncBN, drop path per size, the ImageNet checkpoint of the size."""
     cfg = load(name)
     size = size_of(name)
-    assert cfg.custom_imports.imports == [
-        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks']
+    assert cfg.custom_imports.imports == IMPORTS
     assert cfg.custom_hooks == [dict(type='RNGStateHook')]
     backbone = cfg.model.backbone
     assert backbone.type == 'GLNet' and backbone.arch == size
@@ -85,6 +95,15 @@ def test_real_config_recipe(name):
     assert backbone.norm_cfg == dict(type='SyncBN')
     assert backbone.init_cfg == dict(
         type='Pretrained', checkpoint=f'checkpoints/glnet_{size}.pth')
+    return cfg, size, backbone
+
+
+@pytest.mark.parametrize('name', FPN)
+def test_real_config_recipe(name):
+    """What a cluster launch needs: COCO paths, batch 2 x 8 with LR scaling,
+    AdamW + AMP with the no-decay groups, SyncBN, drop path per size, the
+    ImageNet checkpoint of the right size, the schedule of the name."""
+    cfg, size, backbone = load_and_check_backbone(name)
     assert cfg.model.neck.in_channels == [
         CHANNELS[size][i] for i in backbone.out_indices]
 
@@ -121,8 +140,10 @@ def test_config_builds(name):
     assert isinstance(model.backbone, GLNet)
     size = cfg.model.backbone.arch
     assert model.backbone.channels == CHANNELS[size]
-    neck_in = [model.backbone.channels[i] for i in model.backbone.out_indices]
-    assert list(model.neck.in_channels) == neck_in
+    taken = [model.backbone.channels[i] for i in model.backbone.out_indices]
+    # the neck, or Mask2Former's pixel decoder, takes them
+    head = cfg.model.get('neck') or cfg.model.panoptic_head
+    assert list(head.in_channels) == taken
     assert not any(isinstance(m, torch.nn.SyncBatchNorm)
                    for m in model.modules())
 
@@ -141,7 +162,52 @@ FAMILIES = {
     'cascade-mask-rcnn_glnet-stl_fpn_4conv1fc-giou_ms-crop-3x_coco.py':
     ('s2.loss_mask', True),
     'retinanet_glnet-stl_fpn_1x_coco.py': ('loss_cls', False),
+    'dino-4scale_glnet-stl_8xb2-12e_coco.py': ('dn_loss_cls', False),
+    'mask2former_glnet-stl_8xb2-lsj-50e_coco.py': ('d0.loss_mask', True),
 }
+
+
+@pytest.mark.parametrize('name', QUERY)
+def test_query_head_recipe(name):
+    """DINO and Mask2Former: the upstream recipe of the head (mmdet's
+    DINO-4scale, its Swin-T Mask2Former), the backbone at 0.1x the lr on
+    top of GLNet's decay rule (tests/test_param_groups.py checks the
+    groups), GLNet's backbone settings, the schedule of the name."""
+    cfg, size, backbone = load_and_check_backbone(name)
+    optim = cfg.optim_wrapper
+    assert optim.type == 'AmpOptimWrapper'
+    assert optim.constructor == 'ModuleLrMultConstructor'
+    assert optim.paramwise_cfg.module_lr_mult == dict(backbone=0.1)
+    assert 'backbone' not in optim.paramwise_cfg.custom_keys
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.train_dataloader.dataset.ann_file == (
+        'annotations/instances_train2017.json')
+    if name.startswith('dino'):
+        assert backbone.out_indices == (1, 2, 3)  # + 1 level from stage 3
+        assert cfg.model.neck.in_channels == CHANNELS[size][1:]
+        assert cfg.model.neck.num_outs == 4
+        assert optim.optimizer == dict(type='AdamW', lr=1e-4,
+                                       weight_decay=1e-4)
+        assert optim.clip_grad == dict(max_norm=0.1, norm_type=2)
+        epochs = 12 if '-12e_' in name else 36
+        assert cfg.train_cfg.max_epochs == epochs
+        (step, ) = cfg.param_scheduler
+        assert step.type == 'MultiStepLR'
+        assert step.milestones == [11 if epochs == 12 else 30]
+        assert step.get('gamma', 0.1) == 0.1 and step.end == epochs
+        assert cfg.val_evaluator.metric == 'bbox'
+    else:
+        assert backbone.out_indices == (0, 1, 2, 3)
+        assert optim.optimizer == dict(type='AdamW', lr=1e-4,
+                                       weight_decay=0.05, eps=1e-8,
+                                       betas=(0.9, 0.999))
+        assert optim.clip_grad == dict(max_norm=0.01, norm_type=2)
+        assert cfg.train_cfg.max_iters == 368750  # 50 epochs of 16 images
+        assert cfg.val_evaluator.metric == ['bbox', 'segm']
+        for key in ('query_embed', 'query_feat', 'level_embed'):
+            assert optim.paramwise_cfg.custom_keys[key] == dict(
+                decay_mult=0.)
 
 
 @pytest.mark.parametrize('name', sorted(FAMILIES))
@@ -158,7 +224,13 @@ def test_family_trains_and_predicts(name):
             stage.sampler.num = 32
         cfg.model.test_cfg.rpn.max_per_img = 50
         cfg.model.test_cfg.rcnn.max_per_img = 10
-    model = build_detector(cfg)
+    if 'num_queries' in cfg.model:  # DINO: no more than the 128x160 tokens
+        cfg.model.num_queries = 100
+    if 'batch_augments' in cfg.model.data_preprocessor:
+        cfg.model.data_preprocessor.batch_augments = None  # no 1024 pad
+    cfg.model.backbone.init_cfg = None  # the heads' own init, as a run
+    model = build_detector(cfg)        # does (DETR heads need their
+    model.init_weights()               # classification prior)
     model.train()
     optim_wrapper = build_optim_wrapper(model, cpu_optim_wrapper(cfg))
     data = random_batch(2, 128, 160, 80, with_mask)
@@ -181,7 +253,7 @@ def test_glnet_features_work_with_mmcv_roi_ops():
     """mmcv's RoIAlign reads its input as NCHW-contiguous memory: the FPN
     features of a GLNet detector must give the same RoI features as their
     contiguous copies (channels-last strides would be read as garbage)."""
-    cfg = load(TOY[0])
+    cfg = load(MASK_RCNN_TOY)
     model = build_detector(cfg).eval()
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(2, 3, 160, 160))

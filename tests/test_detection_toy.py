@@ -17,8 +17,8 @@ import glnet_mm  # noqa: F401  (registers GLNet)
 from glnet_mm.datasets.toy_coco import CLASSES, main, make_toy_coco
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOY_CONFIG = glob.glob(
-    osp.join(REPO, 'configs', 'detection', '*glnet-toy*toy-coco.py'))[0]
+TOY_CONFIG = osp.join(REPO, 'configs', 'detection',
+                      'mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py')
 MIM = osp.join(osp.dirname(sys.executable), 'mim')
 
 

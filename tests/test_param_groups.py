@@ -14,6 +14,8 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
+import glnet_mm.optim  # noqa: F401  (ModuleLrMultConstructor)
+
 CONFIGS = osp.join(REPO, 'configs')
 SHIPPED = sorted(
     p for p in glob.glob(osp.join(CONFIGS, '*', '*.py')) +
@@ -35,7 +37,15 @@ BUILT = [  # task, config, a parameter name it must hold
      'pos_conv.weight'),
     ('segmentation', 'fpn_glnet-stl_8xb2-80k_ade20k-512x512.py',
      'slot_scale'),
+    ('detection', 'dino-4scale_glnet-stl_8xb2-12e_coco.py', 'slot_scale'),
+    ('detection', 'mask2former_glnet-4g_8xb2-lsj-50e_coco.py',
+     'pos_conv.weight'),
+    ('segmentation', 'mask2former_glnet-stl_8xb2-160k_ade20k-512x512.py',
+     'slot_scale'),
 ]
+# Mask2Former's learned queries and level embeddings: no decay, as in its
+# upstream configs.
+EMBEDDINGS = ('query_embed.weight', 'query_feat.weight', 'level_embed.weight')
 SCOPES = dict(classification='mmpretrain', detection='mmdet',
               segmentation='mmseg')
 
@@ -76,11 +86,48 @@ def test_param_groups(task, config, holds):
     assert base > 0
     decay = {id(p): g['weight_decay'] for g in optimizer.param_groups
              for p in g['params']}
+    lr = {id(p): g['lr'] for g in optimizer.param_groups
+          for p in g['params']}
+    # the query-based heads: the backbone at 0.1x (module_lr_mult)
+    backbone_mult = cfg.optim_wrapper.paramwise_cfg.get(
+        'module_lr_mult', {}).get('backbone', 1.)
+    base_lr = optimizer.defaults['lr']
     checked = []
     for name, param in model.named_parameters():
         expected = base if authors_rule(name, param) else 0.
         if name.endswith('relative_position_bias_table'):
             expected = 0.  # Swin's schedule: the W-MHSA ablation only
+        if 'mask2former' in config and name.endswith(EMBEDDINGS):
+            expected = 0.
         assert decay[id(param)] == pytest.approx(expected), name
+        mult = backbone_mult if name.startswith('backbone.') else 1.
+        assert lr[id(param)] == pytest.approx(base_lr * mult), name
         checked.append(name)
     assert any(n.endswith(holds) for n in checked), holds
+    if 'mask2former' in config:
+        assert sum(n.endswith(EMBEDDINGS) for n in checked) == 3
+    if backbone_mult != 1.:
+        assert backbone_mult == 0.1
+
+
+def test_module_lr_mult_errors():
+    from torch import nn
+    model = nn.Sequential()
+    model.add_module('backbone', nn.Linear(2, 2))
+    model.add_module('head', nn.Linear(2, 2))
+
+    def build(mults):
+        return build_optim_wrapper(model, dict(
+            optimizer=dict(type='SGD', lr=1., weight_decay=1.),
+            constructor='ModuleLrMultConstructor',
+            paramwise_cfg=dict(module_lr_mult=mults, bias_decay_mult=0.)))
+
+    groups = build(dict(backbone=0.5)).optimizer.param_groups
+    assert [(g['lr'], g['weight_decay']) for g in groups] == [
+        (0.5, 1.), (0.5, 0.), (1., 1.), (1., 0.)]
+    with pytest.raises(ValueError, match=r"does not have: \['neck'\]"):
+        build(dict(neck=0.1))
+    with pytest.raises(ValueError, match='multipliers >= 0'):
+        build(dict(backbone=-1))
+    with pytest.raises(ValueError, match='multipliers >= 0'):
+        build([0.1])

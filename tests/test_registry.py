@@ -47,6 +47,14 @@ def test_import_has_no_side_effects():
     assert out.split('\n')[:3] == ['[]', 'True True False', 'True']
 
 
+def test_hook_and_optim_modules_import_mmengine_only():
+    """The config imports cost nothing: no toolbox, no drawing code."""
+    out = run("import sys, glnet_mm.hooks, glnet_mm.optim\nprint(sorted(m "
+              "for m in ('mmdet', 'mmseg', 'mmpretrain', 'mmcv', "
+              "'glnet_mm.slots') if m in sys.modules))\n")
+    assert out.strip() == '[]'
+
+
 @pytest.mark.parametrize('scope', TOOLBOXES)
 def test_each_registry_builds_glnet(scope):
     """Each toolbox finds GLNet through its registry's parent (mmengine's

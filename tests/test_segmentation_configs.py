@@ -14,6 +14,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import glnet_mm  # noqa: F401  (registers GLNet)
+import glnet_mm.optim  # noqa: F401  (ModuleLrMultConstructor)
 from glnet_mm import GLNet
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -58,6 +59,9 @@ def test_every_size_and_family_is_shipped():
         assert f'upernet_glnet-{size}_8xb2-160k_ade20k-512x512.py' in names
     for size in ('stl', '4g'):
         assert f'fpn_glnet-{size}_8xb2-80k_ade20k-512x512.py' in names
+    for size in ('stl', '4g', '9g', '16g'):
+        assert (f'mask2former_glnet-{size}_8xb2-160k_ade20k-512x512.py'
+                in names)
     assert any('toy' in n for n in names)
 
 
@@ -72,7 +76,11 @@ def test_config_builds_and_computes_losses(name):
     model.train()
     data = model.data_preprocessor(random_batch(2, (64, 96), 6), True)
     losses = model(**data, mode='loss')
-    assert 'decode.loss_ce' in losses
+    if name.startswith('mask2former'):  # + one set per decoder layer
+        assert {'decode.loss_cls', 'decode.loss_mask',
+                'decode.loss_dice', 'decode.d0.loss_mask'} <= set(losses)
+    else:
+        assert 'decode.loss_ce' in losses
     assert ('aux.loss_ce' in losses) == ('upernet' in name)
     for key, value in losses.items():
         if 'loss' in key:
@@ -89,6 +97,7 @@ def test_real_config_recipe(name):
     cfg = load(name)
     arch = cfg.model.backbone.arch
     upernet = name.startswith('upernet')
+    mask2former = name.startswith('mask2former')
     for loader in (cfg.train_dataloader, cfg.val_dataloader,
                    cfg.test_dataloader):
         assert loader.dataset.type == 'ADE20KDataset'
@@ -112,6 +121,17 @@ def test_real_config_recipe(name):
         assert cfg.train_cfg.max_iters == 160000
         assert cfg.model.auxiliary_head.type == 'FCNHead'
         assert cfg.model.auxiliary_head.in_channels == CHANNELS[arch][2]
+        assert cfg.model.decode_head.in_channels == CHANNELS[arch]
+    elif mask2former:  # mmseg's Swin-T Mask2Former, see test_param_groups
+        assert (optimizer.lr, optimizer.weight_decay) == (1e-4, 0.05)
+        assert cfg.optim_wrapper.clip_grad.max_norm == 0.01
+        assert cfg.optim_wrapper.constructor == 'ModuleLrMultConstructor'
+        assert cfg.optim_wrapper.paramwise_cfg.module_lr_mult == dict(
+            backbone=0.1)
+        (poly, ) = cfg.param_scheduler
+        assert (poly.type, poly.power, poly.end) == ('PolyLR', 0.9, 160000)
+        assert cfg.train_cfg.max_iters == 160000
+        assert cfg.model.decode_head.type == 'Mask2FormerHead'
         assert cfg.model.decode_head.in_channels == CHANNELS[arch]
     else:
         assert optimizer.lr == 2e-4

@@ -30,10 +30,15 @@ Tasks (what a model is):
   mmpretrain's (the architecture mmdet and mmseg use too).
 * ``classifier``: mmpretrain's ``ImageClassifier`` (backbone, pooling,
   1000-class head), GLNet in the official classifier layout.
-* ``detector``: the Mask R-CNN of the shipped COCO configs (mmdet's own
-  Swin-T config as the baseline), ``predict`` with post-processing.
-* ``segmentor``: the UPerNet of the shipped ADE20K configs (mmseg's Swin-T
-  UPerNet), ``whole`` or ``slide`` inference.
+* ``detector``: the detector of the shipped COCO configs of ``--head``
+  (``mask-rcnn``, default; ``dino``: DINO-4scale 12e; ``mask2former``:
+  Mask2Former instance), beside the same head with Swin-T (mmdet's own
+  Swin-T config; for DINO, which mmdet ships with Swin-L only, its
+  DINO-4scale config with mmdet's Swin-T on stages 1-3), ``predict`` with
+  post-processing.
+* ``segmentor``: the segmentor of the shipped ADE20K configs of ``--head``
+  (``upernet``, default; ``mask2former``) beside mmseg's Swin-T config of
+  the same head, ``whole`` or ``slide`` inference.
 
 Models: ``glnet-stl``, ``glnet-stl-paramslot``, ``glnet-4g``, ``glnet-9g``,
 ``glnet-16g``, ``glnet-stl-local`` (the local-branch-only ablation),
@@ -46,6 +51,7 @@ Examples::
     python tools/benchmark.py classifier --device cuda --batch 128 \\
         --precision bf16 --channels-last --compile --out gpu.json
     python tools/benchmark.py detector --memory --out det.csv
+    python tools/benchmark.py detector --head dino --memory
     python tools/benchmark.py segmentor --size 512 2048 --seg-mode slide
     python tools/benchmark.py backbone --mode train --with-cp --memory
     python tools/benchmark.py classifier --models swin-t convnext-t \
@@ -74,14 +80,41 @@ GLNET = {
 }
 OTHERS = ('swin-t', 'convnext-t')
 TASKS = ('backbone', 'classifier', 'detector', 'segmentor')
-# Upstream baselines and the shipped config of each GLNet size, per task.
+# mmdet's Swin-T (as in its Swin-T detectors) on stages 1-3, in place of the
+# ResNet-50 of mmdet's DINO-4scale config: the Swin-T baseline of DINO.
+SWIN_T_DINO = dict(model=dict(
+    backbone=dict(
+        _delete_=True, type='SwinTransformer', embed_dims=96,
+        depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
+        mlp_ratio=4, qkv_bias=True, drop_path_rate=0.2, patch_norm=True,
+        out_indices=(1, 2, 3), convert_weights=True),
+    neck=dict(in_channels=[192, 384, 768])))
+# Per task and head: the Swin-T baseline (an upstream config, and what to
+# change in it) and the shipped config of each GLNet size. The first head
+# of a task is its default.
 CONFIGS = {
-    'detector': ('mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
-                 'configs/detection/mask-rcnn_glnet-{}_fpn_1x_coco.py'),
-    'segmentor': ('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_'
-                  '8xb2-160k_ade20k-512x512.py',
-                  'configs/segmentation/upernet_glnet-{}_8xb2-160k_'
-                  'ade20k-512x512.py'),
+    'detector': {
+        'mask-rcnn': (('mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+                       None),
+                      'configs/detection/mask-rcnn_glnet-{}_fpn_1x_coco.py'),
+        'dino': (('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+                  SWIN_T_DINO),
+                 'configs/detection/dino-4scale_glnet-{}_8xb2-12e_coco.py'),
+        'mask2former': (('mmdet::mask2former/mask2former_swin-t-p4-w7-224_'
+                         '8xb2-lsj-50e_coco.py', None),
+                        'configs/detection/mask2former_glnet-{}_8xb2-lsj-'
+                        '50e_coco.py'),
+    },
+    'segmentor': {
+        'upernet': (('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_'
+                     '8xb2-160k_ade20k-512x512.py', None),
+                    'configs/segmentation/upernet_glnet-{}_8xb2-160k_'
+                    'ade20k-512x512.py'),
+        'mask2former': (('mmseg::mask2former/mask2former_swin-t_8xb2-160k_'
+                         'ade20k-512x512.py', None),
+                        'configs/segmentation/mask2former_glnet-{}_8xb2-'
+                        '160k_ade20k-512x512.py'),
+    },
 }
 FLOP_TASKS = ('backbone', 'classifier')  # FLOPs and GEMM rate counted
 # ImageNet-1k top-1 for --pareto: an entry of the repo's model-index.yml, or
@@ -128,11 +161,16 @@ def _backbone_cfg(name, classifier, with_cp=False):
 
 
 def _config(task, spec, with_cp=False):
-    """The mm config of a detector/segmentor model, weights random."""
+    """The mm config of a detector/segmentor model, weights random.
+    ``spec``: a config path, or ``(path, changes)`` with changes merged into
+    it (``Config.merge_from_dict``)."""
     from mmengine.config import Config
     from mmengine.hub import get_config
+    spec, changes = spec if isinstance(spec, tuple) else (spec, None)
     path = spec if '::' in spec else osp.join(REPO, spec)
     cfg = get_config(path) if '::' in path else Config.fromfile(path)
+    if changes:  # a copy: merging consumes the `_delete_` keys
+        cfg.merge_from_dict(copy.deepcopy(changes))
     cfg.model.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
     if with_cp:
@@ -140,9 +178,10 @@ def _config(task, spec, with_cp=False):
     return cfg
 
 
-def resolve(task, item):
-    """``(name, spec)`` of a ``--models`` item for ``task``; ``spec`` is
-    what :func:`build` needs."""
+def resolve(task, item, head=None):
+    """``(name, spec)`` of a ``--models`` item for ``task`` (and the
+    ``head`` of a detector/segmentor); ``spec`` is what :func:`build`
+    needs."""
     name, _, config = item.partition('=')
     if config:
         if task not in CONFIGS:
@@ -152,10 +191,15 @@ def resolve(task, item):
             raise ValueError(f'config {config!r} of {name!r} does not exist')
         return name, osp.abspath(config) if '::' not in config else config
     if task in CONFIGS:
+        head = head or next(iter(CONFIGS[task]))
+        if head not in CONFIGS[task]:
+            raise ValueError(f'no {task} head {head!r}: choose from '
+                             f'{sorted(CONFIGS[task])}')
+        baseline, pattern = CONFIGS[task][head]
         if name == 'swin-t':
-            return name, CONFIGS[task][0]
+            return name, baseline
         if name in GLNET and isinstance(GLNET[name], str):
-            path = CONFIGS[task][1].format(name[len('glnet-'):])
+            path = pattern.format(name[len('glnet-'):])
             if osp.isfile(osp.join(REPO, path)):
                 return name, path
         raise ValueError(f'no {task} config for {name!r}: use swin-t, '
@@ -392,6 +436,9 @@ def parse_args(argv=None):
     parser.add_argument('task', choices=TASKS)
     parser.add_argument('--models', nargs='+',
                         help='models to compare (default: per task)')
+    parser.add_argument('--head', help='detector: mask-rcnn (default), dino, '
+                        'mask2former; segmentor: upernet (default), '
+                        'mask2former')
     parser.add_argument('--baseline', default='swin-t',
                         help='the model ratios refer to (default: swin-t)')
     parser.add_argument('--size', type=int, nargs='+', metavar='H [W]',
@@ -456,8 +503,12 @@ def parse_args(argv=None):
     if args.with_cp and args.mode != 'train' and not args.memory:
         parser.error('--with-cp changes training steps only: use it with '
                      '--mode train or --memory')
+    if args.head and args.task not in CONFIGS:
+        parser.error(f'--head is for detector/segmentor, not {args.task}')
+    if args.task in CONFIGS:
+        args.head = args.head or next(iter(CONFIGS[args.task]))
     try:
-        args.models = dict(resolve(args.task, m)
+        args.models = dict(resolve(args.task, m, args.head)
                            for m in (args.models or models))
     except ValueError as error:
         parser.error(str(error))
@@ -481,7 +532,7 @@ def main(argv=None):
         model, make = build(args.task, spec, args.device, args.channels_last,
                             args.with_cp)
         row = dict(
-            model=name, task=args.task, mode=args.mode,
+            model=name, task=args.task, head=args.head, mode=args.mode,
             size=f'{args.size[0]}x{args.size[1]}', batch=args.batch,
             precision=args.precision, channels_last=args.channels_last,
             compile=args.compile, with_cp=args.with_cp,
@@ -524,7 +575,8 @@ def main(argv=None):
                     gemm_gflop_s=gemm_rate)
     gemm_note = (f'; GEMM {meta["gemm"]}: {gemm_rate:.1f} GFLOP/s (median)'
                  if flops else '')
-    print(f'\n{args.task}, {args.mode}, {args.size[0]}x{args.size[1]}, '
+    task = f'{args.task} ({args.head})' if args.head else args.task
+    print(f'\n{task}, {args.mode}, {args.size[0]}x{args.size[1]}, '
           f'batch {args.batch}, {args.precision}'
           f'{", channels_last" if args.channels_last else ""}'
           f'{", compiled" if args.compile else ""}'

@@ -4,13 +4,15 @@
 
 # Register GLNet (import glnet_mm: torch + mmengine only), turn on safe
 # checkpoint loading for the run (weights_only with the project's allow-list,
-# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint.py)
-# and register RNGStateHook (glnet_mm.hooks, mmengine only).
+# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint.py),
+# and register RNGStateHook and SlotVisualizationHook (glnet_mm.hooks) and
+# ModuleLrMultConstructor (glnet_mm.optim); all mmengine only.
 # Each task's base sets `custom_imports = {{_base_.glnet_custom_imports}}`
 # (an upstream base may have its own custom_imports, and mmengine refuses the
 # same key in two bases).
 glnet_custom_imports = dict(
-    imports=['glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks'],
+    imports=['glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
+             'glnet_mm.optim'],
     allow_failed_imports=False)
 
 # Exact resume (`--resume` continues as if never stopped): every checkpoint
@@ -52,3 +54,32 @@ glnet_paramwise_cfg = dict(
         '.gamma': dict(decay_mult=0.),
         '.beta': dict(decay_mult=0.),
     })
+
+# The query-based heads (DINO, Mask2Former), as their upstream Swin configs:
+# the backbone learns at 0.1x the head's rate; mixed precision, as every
+# GLNet detection and segmentation config. Their bases merge
+# `optim_wrapper = {{_base_.glnet_query_head_optim_wrapper}}` (or the
+# Mask2Former one) into the upstream optimiser (AdamW, its lr, weight decay
+# and gradient clipping stay). An upstream-style custom key
+# 'backbone' would replace the decay rule above for the whole backbone
+# (mmengine applies one custom key and skips every other rule), so the
+# multiplier is applied on top of the rule by ModuleLrMultConstructor
+# (glnet_mm/optim.py). `_delete_`: replaces the upstream paramwise_cfg.
+glnet_query_head_paramwise_cfg = dict(
+    _delete_=True, module_lr_mult=dict(backbone=0.1), **glnet_paramwise_cfg)
+# Mask2Former's upstream configs (mmdet and mmseg) also keep its learned
+# query features / positions and level embeddings free of decay.
+glnet_mask2former_paramwise_cfg = dict(
+    glnet_query_head_paramwise_cfg,
+    custom_keys=dict(
+        glnet_paramwise_cfg['custom_keys'],
+        query_embed=dict(decay_mult=0.),
+        query_feat=dict(decay_mult=0.),
+        level_embed=dict(decay_mult=0.)))
+glnet_query_head_optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    constructor='ModuleLrMultConstructor',
+    paramwise_cfg=glnet_query_head_paramwise_cfg)
+glnet_mask2former_optim_wrapper = dict(
+    glnet_query_head_optim_wrapper,
+    paramwise_cfg=glnet_mask2former_paramwise_cfg)

@@ -5,14 +5,11 @@
 # fewer proposals and RoI samples, a 2-conv mask head, batch 4 on one
 # process and a 12-epoch schedule. The detector, the data format and the
 # evaluation (CocoMetric, bbox and segm) are the real ones.
-_base_ = './mask-rcnn_glnet-stl_fpn_1x_coco.py'
-
-data_root = 'data/toy_coco/'
-metainfo = dict(
-    classes=('circle', 'square', 'triangle', 'ring'),
-    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48)])
-num_classes = 4
-image_size = (160, 160)
+_base_ = [
+    './mask-rcnn_glnet-stl_fpn_1x_coco.py',
+    './_base_/toy_coco.py',
+]
+num_classes = {{_base_.toy_coco_num_classes}}
 channels = 64
 
 model = dict(
@@ -37,48 +34,13 @@ model = dict(
         rpn=dict(nms_pre=500, max_per_img=200),
         rcnn=dict(max_per_img=20)))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
+train_dataloader = {{_base_.toy_coco_train_dataloader}}
+val_dataloader = {{_base_.toy_coco_val_dataloader}}
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+val_evaluator = {{_base_.toy_coco_val_evaluator}}
 test_evaluator = val_evaluator
 
 # From scratch on a CPU: a larger learning rate for the batch of 4, no AMP.
-max_epochs = 12
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(lr=1e-3),
@@ -87,11 +49,9 @@ auto_scale_lr = dict(enable=False)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
          end=200),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, begin=0, end=max_epochs,
+    dict(type='CosineAnnealingLR', eta_min=1e-5, begin=0, end=12,
          by_epoch=True, convert_to_iter_based=True),
 ]
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
-default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=1, max_keep_ckpts=2))
+train_cfg = {{_base_.toy_coco_train_cfg}}
+default_hooks = {{_base_.toy_coco_default_hooks}}
 randomness = dict(seed=0)

@@ -3,16 +3,14 @@
 # depths [1, 1, 2, 1], channels [32, 64, 128, 256]) trained from scratch,
 # lighter decode/auxiliary heads, 128x128 crops and a 600-iteration schedule.
 # The model, the data format and the evaluation are the real ones.
-_base_ = './upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(
-    imports=[
-        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
-        'glnet_mm.datasets.toy_ade_dataset'
-    ],
-    allow_failed_imports=False)
+_base_ = [
+    './upernet_glnet-stl_8xb2-160k_ade20k-512x512.py',
+    './_base_/toy_ade.py',
+]
+custom_imports = {{_base_.toy_ade_custom_imports}}
 
-crop_size = (128, 128)
-num_classes = 6
+crop_size = {{_base_.toy_ade_crop_size}}
+num_classes = {{_base_.toy_ade_num_classes}}
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
@@ -25,48 +23,19 @@ model = dict(
     auxiliary_head=dict(
         in_channels=128, channels=32, num_classes=num_classes))
 
-data_root = 'data/toy_ade'
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(
-        type='RandomResize',
-        scale=(160, 128),
-        ratio_range=(0.75, 1.5),
-        keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(160, 128), keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    dataset=dict(
-        type='ToyADEDataset', data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    num_workers=2,
-    dataset=dict(
-        type='ToyADEDataset', data_root=data_root, pipeline=test_pipeline))
+train_dataloader = {{_base_.toy_ade_train_dataloader}}
+val_dataloader = {{_base_.toy_ade_val_dataloader}}
 test_dataloader = val_dataloader
+test_pipeline = {{_base_.toy_ade_test_pipeline}}  # mmseg's inference API
 
 # From scratch on a CPU: a larger learning rate, no AMP, a short schedule.
-max_iters = 600
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
          end=50),
-    dict(type='PolyLR', eta_min=0., power=1.0, begin=50, end=max_iters,
-         by_epoch=False),
+    dict(type='PolyLR', eta_min=0., power=1.0, begin=50,
+         end={{_base_.toy_ade_max_iters}}, by_epoch=False),
 ]
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 2)
-default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=max_iters // 2),
-    visualization=dict(interval=10))  # `--show-dir`: 6 of the 60 val images
+train_cfg = {{_base_.toy_ade_train_cfg}}
+default_hooks = {{_base_.toy_ade_default_hooks}}
 randomness = dict(seed=0)

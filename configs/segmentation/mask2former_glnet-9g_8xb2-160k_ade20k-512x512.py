@@ -1,0 +1,5 @@
+_base_ = './_base_/mask2former_glnet.py'
+model = dict(
+    backbone=dict(arch='9g', drop_path_rate=0.3,
+                  init_cfg=dict(checkpoint={{_base_.glnet_9g_checkpoint}})),
+    decode_head=dict(in_channels=[96, 192, 384, 768]))

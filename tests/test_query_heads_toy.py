@@ -1,0 +1,128 @@
+"""The query-based heads on the toy data, through ``mim train`` with the real
+metrics: DINO-4scale and Mask2Former (instance) on the toy COCO (CocoMetric),
+Mask2Former (semantic) on the toy ADE (IoUMetric). Each run is a few
+iterations on the same few images: the loss must fall, the validation must
+report the metric, and the slot hook (on in every run) must write one figure
+per validation image."""
+import glob
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from train_utils import REPO, env, write_config
+
+from glnet_mm.datasets.toy_ade import make_toy_ade
+from glnet_mm.datasets.toy_coco import make_toy_coco
+
+MIM = osp.join(osp.dirname(sys.executable), 'mim')
+DET = osp.join(REPO, 'configs', 'detection')
+SEG = osp.join(REPO, 'configs', 'segmentation')
+HOOK = ("dict(type='SlotVisualizationHook', blocks=[1, 3], num_images=2)")
+
+
+@pytest.fixture(scope='module')
+def toy_data(tmp_path_factory):
+    """A few images of the toy COCO and of the toy ADE."""
+    root = tmp_path_factory.mktemp('toy')
+    make_toy_coco(str(root / 'toy_coco'), num_train=8, num_val=4)
+    make_toy_ade(str(root / 'toy_ade'), num_train=8, num_val=4)
+    return dict(coco=str(root / 'toy_coco') + '/', ade=str(root / 'toy_ade'))
+
+
+def coco_body(root, schedule):
+    """The toy COCO at ``root``, batch 2, a constant lr, the slot hook."""
+    return f"""
+root = {root!r}
+train_dataloader = dict(batch_size=2, dataset=dict(data_root=root))
+val_dataloader = dict(dataset=dict(data_root=root))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+param_scheduler = [dict(type='ConstantLR', factor=1.0)]
+custom_hooks = [dict(type='RNGStateHook'), {HOOK}]
+{schedule}
+"""
+
+
+def mim_train(package, config, work_dir):
+    proc = subprocess.run(
+        [MIM, 'train', package, config, '--work-dir', str(work_dir)],
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (scalars, ) = glob.glob(osp.join(str(work_dir), '*', 'vis_data',
+                                     'scalars.json'))
+    with open(scalars) as f:
+        records = [json.loads(line) for line in f]
+    losses = [r['loss'] for r in records if 'loss' in r]
+    metrics = [r for r in records if 'loss' not in r]
+    figures = sorted(glob.glob(osp.join(osp.dirname(scalars), 'vis_image',
+                                        'slots_*.png')))
+    return losses, metrics, figures
+
+
+def check(losses, iterations, figures, height, width):
+    assert len(losses) == iterations and np.isfinite(losses).all()
+    assert np.mean(losses[-4:]) < 0.9 * np.mean(losses[:4]), losses
+    # the hook: 2 images (dataset indices 0 and 3), one validation, rows of
+    # blocks 1 and 3, each row the image, the slot mosaic, 4 slots
+    assert [osp.basename(f).rsplit('_', 1)[0] for f in figures] == [
+        'slots_0', 'slots_3']
+    for path in figures:
+        figure = np.asarray(Image.open(path))
+        assert figure.shape == (2 * height, 6 * width, 3)
+        assert figure.std() > 10
+
+
+# toy config, its training loop, the metrics it must report
+COCO_HEADS = {
+    'dino-4scale_glnet-toy_1xb4-6e_toy-coco.py': (
+        'max_epochs=4', ('coco/bbox_mAP', 'coco/bbox_mAP_50')),
+    'mask2former_glnet-toy_1xb4-1000iter_toy-coco.py': (
+        'max_iters=16', ('coco/bbox_mAP', 'coco/segm_mAP',
+                         'coco/segm_mAP_50')),
+}
+
+
+@pytest.mark.parametrize('name', sorted(COCO_HEADS))
+def test_coco_head_toy(toy_data, tmp_path, name):
+    """16 iterations of batch 2 (epoch-based DINO: 4 epochs of 8 images),
+    one validation at the end."""
+    loop, keys = COCO_HEADS[name]
+    interval = 4 if 'epochs' in loop else 16
+    config = write_config(
+        tmp_path / name, osp.join(DET, name),
+        coco_body(toy_data['coco'],
+                  f'train_cfg = dict({loop}, val_interval={interval})\n'
+                  'default_hooks = dict(logger=dict(interval=1), '
+                  f'checkpoint=dict(interval={interval}))'))
+    losses, metrics, figures = mim_train('mmdet', config, tmp_path / 'work')
+    check(losses, 16, figures, 160, 160)
+    (val, ) = metrics
+    for key in keys:
+        assert 0 <= val[key] <= 1, key
+
+
+def test_mask2former_semantic_toy(toy_data, tmp_path):
+    toy_ade = toy_data['ade']
+    config = write_config(
+        tmp_path / 'mask2former.py',
+        osp.join(SEG, 'mask2former_glnet-toy_1xb8-600iter_toy-ade-128x128.py'),
+        f"""
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root={toy_ade!r}))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={toy_ade!r}))
+test_dataloader = val_dataloader
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+custom_hooks = [dict(type='RNGStateHook'), {HOOK}]
+train_cfg = dict(max_iters=16, val_interval=16)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=16))
+""")
+    losses, metrics, figures = mim_train('mmseg', config, tmp_path / 'work')
+    check(losses, 16, figures, 128, 160)
+    (val, ) = metrics
+    assert 0 < val['mIoU'] <= 100 and 'aAcc' in val
