@@ -9,7 +9,7 @@ _base_ = './glnet-4g_16xb128_in1k.py'
 custom_imports = dict(
     imports=[
         'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
-        'glnet_mm.classification'
+        'glnet_mm.optim', 'glnet_mm.classification'
     ],
     allow_failed_imports=False)
 # The token-labeling classifier pools the last stage itself: no neck.
