@@ -72,9 +72,9 @@ def tklb_keys():
 def test_tklb_config(size):
     cfg = Config.fromfile(
         osp.join(CONFIGS, f'glnet-{size}-tklb_3rdparty_in1k.py'))
-    assert cfg.custom_imports['imports'] == [
-        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
-        'glnet_mm.classification']
+    shared = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'glnet.py'))
+    assert cfg.custom_imports['imports'] == \
+        shared.glnet_custom_imports.imports + ['glnet_mm.classification']
     assert cfg.model.neck is None
     assert cfg.model.head.type == 'TokenLabelingClsHead'
     assert cfg.model.head.aux_weight == 0.5
