@@ -23,8 +23,9 @@ DIR has none. Nothing a build leaves makes the next run compile for nothing:
 
 The build runs ``PY -m pip wheel --no-deps --no-build-isolation`` in the
 unpacked (and patched) sdist, with this process's environment (the caller
-sets MMCV_WITH_OPS, FORCE_CUDA, MAX_JOBS, CFLAGS, ...); its output goes to
-``DIR.build/build.log``. Exit status 1 with a message on stderr on failure.
+sets MMCV_WITH_OPS, FORCE_CUDA, MAX_JOBS, CPPFLAGS, ...); its output goes to
+``DIR.build/build.log``. No build isolation: mmcv's setup.py must import
+PY's torch, or it silently builds no ops (mmcv#3310, #3319). Exit status 1 with a message on stderr on failure.
 """
 import argparse
 import hashlib
