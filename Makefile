@@ -1,4 +1,4 @@
-# The two commands of the README. Both create or reuse .venv/ (tools/setup_env.sh).
+# The two commands of the README. Both create or reuse .venv/ (.dev_scripts/setup_env.sh).
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONHASHSEED := 0
@@ -10,7 +10,7 @@ BUNDLE_ARGS ?=
 
 .PHONY: setup demo test bundle
 setup:
-	bash tools/setup_env.sh
+	bash .dev_scripts/setup_env.sh
 
 demo: setup
 	bash tools/demo.sh
@@ -19,4 +19,4 @@ test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bundle: setup
-	PYTHON=$(PY) bash tools/make_bundle.sh $(BUNDLE_ARGS) $(BUNDLE)
+	PYTHON=$(PY) bash .dev_scripts/make_bundle.sh $(BUNDLE_ARGS) $(BUNDLE)

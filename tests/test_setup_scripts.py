@@ -1,10 +1,10 @@
 """The setup's mmcv step on stand-ins: what a fresh machine goes through.
 
-The real compile takes minutes, so these tests give tools/mmcv_wheel.py (the
-cache, check and build logic of tools/setup_env.sh) small stand-in sdists
+The real compile takes minutes, so these tests give .dev_scripts/mmcv_wheel.py (the
+cache, check and build logic of .dev_scripts/setup_env.sh) small stand-in sdists
 that build in seconds: one whose wheel has compiled ops, one that silently
 builds none (mmcv's behaviour when it cannot import torch), one whose
-compile fails half way. tools/patch_mmcv.sh runs on a stand-in source tree
+compile fails half way. .dev_scripts/patch_mmcv.sh runs on a stand-in source tree
 shaped like mmcv 2.1.0's. And no shell script of the project has a pipeline
 that pipefail turns into a false failure.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-MMCV_WHEEL = REPO / 'tools' / 'mmcv_wheel.py'
+MMCV_WHEEL = REPO / '.dev_scripts' / 'mmcv_wheel.py'
 EXT = 'mmcv/_ext.cpython-311-x86_64-linux-gnu.so'
 
 # The stand-in mmcv: its "compile" writes build/objects.o once (counted in
@@ -207,7 +207,7 @@ def test_patch_mmcv_on_a_standin_tree(tmp_path):
     for name in fronts + ['pybind.cpp', 'cpu/op00_cpu.cpp']:
         (pytorch / name).write_text(f'// {name}\n')
     for _ in range(2):   # idempotent
-        subprocess.run(['bash', str(REPO / 'tools' / 'patch_mmcv.sh'),
+        subprocess.run(['bash', str(REPO / '.dev_scripts' / 'patch_mmcv.sh'),
                         str(src)], check=True)
     assert (src / 'setup.py').read_text().count("['-std=c++20']") == 2
     assert sorted(p.name for p in pytorch.glob('*.cpp')) == [
@@ -219,14 +219,16 @@ def test_patch_mmcv_on_a_standin_tree(tmp_path):
     assert (pytorch / 'cpu' / 'op00_cpu.cpp').exists()   # kernels stay
     other = tmp_path / 'other'
     other.mkdir()
-    refused = subprocess.run(['bash', str(REPO / 'tools' / 'patch_mmcv.sh'),
+    refused = subprocess.run(['bash', str(REPO / '.dev_scripts' / 'patch_mmcv.sh'),
                               str(other)], capture_output=True, text=True)
     assert refused.returncode == 1 and 'not an mmcv 2.1.0 source tree' in \
         refused.stderr
 
 
 def shell_scripts():
-    scripts = sorted((REPO / 'tools').glob('*.sh')) + [REPO / '.ci' / 'run']
+    scripts = (sorted((REPO / 'tools').glob('*.sh'))
+               + sorted((REPO / '.dev_scripts').glob('*.sh'))
+               + [REPO / '.ci' / 'run'])
     return [p for p in scripts if p.exists()]
 
 

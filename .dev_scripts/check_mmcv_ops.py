@@ -1,14 +1,14 @@
 """Check mmcv's compiled ops on one device: one RoIAlign and one NMS.
 
 * ``--device cuda``: mmcv's CUDA kernels against mmcv's CPU kernels (the
-  check tools/setup_env.sh runs after a CUDA build).
+  check .dev_scripts/setup_env.sh runs after a CUDA build).
 * ``--device cpu``: mmcv's CPU kernels against torchvision's.
 
 Exits with status 1 and says what differs when a result is off, with
 status 2 when the check cannot run (mmcv or its dependencies do not import);
 prints one JSON line with the measured differences otherwise.
 
-    python tools/check_mmcv_ops.py --device cuda
+    python .dev_scripts/check_mmcv_ops.py --device cuda
 """
 import argparse
 import json

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Write an offline bundle of the stack for a machine without internet, to be
-# installed there with `bash tools/setup_env.sh --offline OUT_DIR` on top of
+# installed there with `bash .dev_scripts/setup_env.sh --offline OUT_DIR` on top of
 # its own torch. Needs the network here, never there.
 #
-#   bash tools/make_bundle.sh [--python 3.12] [--platform TAG ...] [--have FILE] [--force] OUT_DIR
+#   bash .dev_scripts/make_bundle.sh [--python 3.12] [--platform TAG ...] [--have FILE] [--force] OUT_DIR
 #
 #   --python X.Y     the target's Python (default: that of $PYTHON)
 #   --platform TAG   a target platform tag, repeatable (default: the manylinux
@@ -23,7 +23,7 @@
 #                        library without GUI: mmcv's setup.py prefers it);
 #   requirements.txt     exactly what setup_env.sh --offline installs (--no-deps):
 #                        name==version of every wheel, bare names for --have;
-#   mmcv-2.1.0.tar.gz    mmcv's sdist with tools/patch_mmcv.sh applied, re-packed;
+#   mmcv-2.1.0.tar.gz    mmcv's sdist with .dev_scripts/patch_mmcv.sh applied, re-packed;
 #   glnet_mm-*.whl       this project's wheel;
 #   BUNDLE.md            what was bundled, for which target, and the sizes.
 #
@@ -86,7 +86,7 @@ PIP() { "$PY" -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v '^WARN
 echo "make_bundle: mmcv $MMCV_VERSION sdist"
 PIP download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work/sdist"
 tar xzf "$work/sdist/mmcv-$MMCV_VERSION.tar.gz" -C "$work/sdist"
-bash "$ROOT/tools/patch_mmcv.sh" "$work/sdist/mmcv-$MMCV_VERSION"
+bash "$ROOT/.dev_scripts/patch_mmcv.sh" "$work/sdist/mmcv-$MMCV_VERSION"
 tar czf "$OUT/mmcv-$MMCV_VERSION.tar.gz" --sort=name --owner=0 --group=0 --numeric-owner \
     -C "$work/sdist" "mmcv-$MMCV_VERSION"
 # mmcv's own requirements (mmengine, addict, yapf, ...), for the download.
@@ -141,7 +141,7 @@ for whl in "$work"/wheels/*.whl; do
     fi
 done
 {
-    echo "# Installed by tools/setup_env.sh --offline with pip --no-index --no-deps."
+    echo "# Installed by .dev_scripts/setup_env.sh --offline with pip --no-index --no-deps."
     echo "# Python $PYVER; platforms: ${PLATFORMS[*]}"
     sort "$work/lock.txt"
     if [ -s "$work/kept-out.txt" ]; then
@@ -165,12 +165,12 @@ total="$(du -cb "$OUT"/*.whl "$OUT"/*.tar.gz | tail -n1 | cut -f1)"
 {
     echo "# glnet_mm offline bundle"
     echo
-    echo "Made $(date -u '+%Y-%m-%d %H:%M UTC') by tools/make_bundle.sh for Python $PYVER on"
-    echo "${PLATFORMS[*]}. Install: \`bash tools/setup_env.sh --offline $(basename "$OUT")\`"
+    echo "Made $(date -u '+%Y-%m-%d %H:%M UTC') by .dev_scripts/make_bundle.sh for Python $PYVER on"
+    echo "${PLATFORMS[*]}. Install: \`bash .dev_scripts/setup_env.sh --offline $(basename "$OUT")\`"
     echo "on top of the machine's own torch and torchvision (not bundled)."
     echo
     echo "- files: $(ls "$OUT" | grep -cE '\.(whl|tar\.gz)$'), $((total / 1000000)) MB in all"
-    echo "- mmcv-$MMCV_VERSION.tar.gz: mmcv's sdist with tools/patch_mmcv.sh applied"
+    echo "- mmcv-$MMCV_VERSION.tar.gz: mmcv's sdist with .dev_scripts/patch_mmcv.sh applied"
     [ ! -s "$work/kept-out.txt" ] || echo "- left out (--have): $(sort "$work/kept-out.txt" | tr '\n' ',' | sed 's/,$//; s/,/, /g')"
     echo
     echo "The largest files:"

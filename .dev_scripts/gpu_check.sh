@@ -2,9 +2,9 @@
 # One GPU check of the project, for a bare GPU machine without network: the
 # machine's own python3 and torch (any CUDA build), and an offline bundle.
 #
-#   bash tools/gpu_check.sh OUT_DIR [--bundle DIR] [--dry-run] [--build-early] [--force]
+#   bash .dev_scripts/gpu_check.sh OUT_DIR [--bundle DIR] [--dry-run] [--build-early] [--force]
 #
-#   --bundle DIR   the offline bundle (tools/make_bundle.sh --python X.Y for the
+#   --bundle DIR   the offline bundle (.dev_scripts/make_bundle.sh --python X.Y for the
 #                  machine's Python); without it step 1 uses the network
 #                  (setup_env.sh --system-torch)
 #   --dry-run      on a CPU machine: everything that needs no GPU, with tiny
@@ -62,7 +62,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$OUT" ] || { usage >&2; die "OUT_DIR is missing"; }
 if [ -n "$BUNDLE" ]; then
-    [ -f "$BUNDLE/requirements.txt" ] || die "--bundle $BUNDLE: not a folder written by tools/make_bundle.sh"
+    [ -f "$BUNDLE/requirements.txt" ] || die "--bundle $BUNDLE: not a folder written by .dev_scripts/make_bundle.sh"
     BUNDLE="$(cd "$BUNDLE" && pwd)"
 fi
 if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT")" ] && [ "$FORCE" = 0 ]; then
@@ -147,14 +147,14 @@ set_build() {  # set_build VENV MAX_JOBS CAP: BUILD=(setup_env.sh with ops)
     else
         BUILD+=(GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=cuda TORCH_CUDA_ARCH_LIST="$ARCH")
     fi
-    BUILD+=(bash tools/setup_env.sh "${setup_args[@]}")
+    BUILD+=(bash .dev_scripts/setup_env.sh "${setup_args[@]}")
 }
 
 # ---- 1. install -------------------------------------------------------------
 if [ -n "$BUNDLE" ]; then setup_args=(--offline "$BUNDLE"); else setup_args=(--system-torch); fi
 run_step install "setup_env.sh ${setup_args[*]} with GLNET_MM_MMCV_OPS=none" -- \
     env GLNET_MM_VENV="$VENV" GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=none PYTHON="$PY" \
-    bash tools/setup_env.sh "${setup_args[@]}"
+    bash .dev_scripts/setup_env.sh "${setup_args[@]}"
 
 # --build-early: the mmcv build of step 4 starts now, in the background, in a
 # second venv, with 2 cores left to the steps in between; step 4 then installs
@@ -174,15 +174,13 @@ fi
 # ---- 2. parity --------------------------------------------------------------
 if venv_ok; then
     run_step parity "GLNet-STL/4G $DEVICE vs CPU fp32; fp16/bf16 autocast" "$WORK/parity.json" -- \
-        "$VPY" tools/gpu_check_steps.py parity --device "$DEVICE" "${PARITY_ARGS[@]}" --out "$WORK/parity.json"
+        "$VPY" .dev_scripts/gpu_check_steps.py parity --device "$DEVICE" "${PARITY_ARGS[@]}" --out "$WORK/parity.json"
 else
     skip parity "the install step failed"
 fi
 
 # ---- 3. throughput (the project's benchmark tool) ---------------------------
-if [ ! -f tools/benchmark.py ]; then
-    skip throughput "tools/benchmark.py is not in this checkout"
-elif ! venv_ok; then
+if ! venv_ok; then
     skip throughput "the install step failed"
 else
     t=$SECONDS; failed=0; files=()
@@ -239,7 +237,7 @@ elif ! has_ops; then
     skip seg-toy "mmcv has no compiled ops (the build step failed); mmseg imports mmcv.ops"
 else
     run_step seg-toy "toy UPerNet, $ITERS iterations, GLNet-toy/GLNet-STL/Swin-T" "$WORK/seg.json" -- \
-        "$VPY" tools/gpu_check_steps.py seg --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
+        "$VPY" .dev_scripts/gpu_check_steps.py seg --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
         --work "$WORK/seg" --out "$WORK/seg.json"
 fi
 
@@ -249,19 +247,15 @@ if ! venv_ok || ! has_ops; then
     skip det-fps "mmcv has no compiled ops (see the steps above)"
 else
     run_step det-toy "toy Mask R-CNN, $ITERS iterations" "$WORK/det.json" -- \
-        "$VPY" tools/gpu_check_steps.py det --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
+        "$VPY" .dev_scripts/gpu_check_steps.py det --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
         --work "$WORK/det" --out "$WORK/det.json"
-    if [ -f tools/benchmark.py ]; then
-        run_step det-fps "Mask R-CNN FPS, GLNet-STL/4G vs Swin-T" "$WORK/det-fps.json" -- \
-            "$VPY" tools/benchmark.py detector --models glnet-stl glnet-4g swin-t --baseline swin-t \
-            "${DET_FPS_ARGS[@]}" --precision fp32 --out "$WORK/det-fps.json"
-    else
-        skip det-fps "tools/benchmark.py is not in this checkout"
-    fi
+    run_step det-fps "Mask R-CNN FPS, GLNet-STL/4G vs Swin-T" "$WORK/det-fps.json" -- \
+        "$VPY" tools/benchmark.py detector --models glnet-stl glnet-4g swin-t --baseline swin-t \
+        "${DET_FPS_ARGS[@]}" --precision fp32 --out "$WORK/det-fps.json"
 fi
 
 # ---- the report ---------------------------------------------------------------
 dry_flag=(); [ "$DRY" = 0 ] || dry_flag=(--dry-run)
-"$PY" tools/gpu_check_steps.py report --steps "$STEPS" --out-json "$OUT/results.json" \
+"$PY" .dev_scripts/gpu_check_steps.py report --steps "$STEPS" --out-json "$OUT/results.json" \
     --out-md "$OUT/results.md" --wall-s "$SECONDS" "${dry_flag[@]}" | tee -a "$LOG"
 echo "gpu_check: $OUT/results.md, $OUT/results.json, $OUT/gpu_check.log (work: $WORK)"

@@ -1,11 +1,11 @@
-"""The Python steps of ``tools/gpu_check.sh``; each also runs alone.
+"""The Python steps of ``.dev_scripts/gpu_check.sh``; each also runs alone.
 
-    python tools/gpu_check_steps.py parity --device cuda --out parity.json
-    python tools/gpu_check_steps.py seg --device cuda --iters 100 \\
+    python .dev_scripts/gpu_check_steps.py parity --device cuda --out parity.json
+    python .dev_scripts/gpu_check_steps.py seg --device cuda --iters 100 \\
         --work DIR --out seg.json
-    python tools/gpu_check_steps.py det --device cuda --iters 100 \\
+    python .dev_scripts/gpu_check_steps.py det --device cuda --iters 100 \\
         --work DIR --out det.json
-    python tools/gpu_check_steps.py report --steps steps.jsonl \\
+    python .dev_scripts/gpu_check_steps.py report --steps steps.jsonl \\
         --out-json results.json --out-md results.md
 
 * ``parity``: GLNet-STL and GLNet-4G (random weights) on ``--device`` against

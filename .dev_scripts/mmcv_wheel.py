@@ -1,7 +1,7 @@
 """The mmcv wheel of one stack, built once and cached: step 2 of setup_env.sh.
 
-    python tools/mmcv_wheel.py check WHEEL (--ops | --no-ops)
-    python tools/mmcv_wheel.py ensure --cache-dir DIR --ops cpu|cuda|none
+    python .dev_scripts/mmcv_wheel.py check WHEEL (--ops | --no-ops)
+    python .dev_scripts/mmcv_wheel.py ensure --cache-dir DIR --ops cpu|cuda|none
         (--sdist FILE | --download SPEC) [--patch SCRIPT] [--python PY]
 
 ``check`` tells whether WHEEL is an mmcv wheel with compiled ops

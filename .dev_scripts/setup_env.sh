@@ -2,10 +2,10 @@
 # Create (or reuse) the project's virtual environment with the pinned
 # OpenMMLab stack, then install glnet_mm in editable mode.
 #
-#   bash tools/setup_env.sh                  # pinned torch in .venv/ (the default; CI)
-#   bash tools/setup_env.sh --system-torch   # bring your own torch (see below)
-#   bash tools/setup_env.sh --offline DIR    # no network: an offline bundle
-#                                            # (tools/make_bundle.sh) on top of
+#   bash .dev_scripts/setup_env.sh                  # pinned torch in .venv/ (the default; CI)
+#   bash .dev_scripts/setup_env.sh --system-torch   # bring your own torch (see below)
+#   bash .dev_scripts/setup_env.sh --offline DIR    # no network: an offline bundle
+#                                            # (.dev_scripts/make_bundle.sh) on top of
 #                                            # an installed torch
 #
 # --system-torch: reuse the torch and torchvision that $PYTHON imports (a
@@ -17,13 +17,13 @@
 #   implies --system-torch.
 #
 # mmcv 2.1.0 has no wheels for current torch: its sdist is patched
-# (tools/patch_mmcv.sh) and built once, then cached outside the checkout
+# (.dev_scripts/patch_mmcv.sh) and built once, then cached outside the checkout
 # ($GLNET_MM_CACHE, default ~/.cache/glnet_mm) in a folder named after mmcv,
 # torch, Python, machine and ops (cpu | lite | cudaX.Y-archA_B), where every
-# later clone on the same machine reuses it (tools/mmcv_wheel.py: a good
+# later clone on the same machine reuses it (.dev_scripts/mmcv_wheel.py: a good
 # wheel is always kept, a failed compile resumes where it stopped, a bad
 # wheel is removed with what to do). Its ops are checked once
-# (tools/check_mmcv_ops.py) before the wheel is first used.
+# (.dev_scripts/check_mmcv_ops.py) before the wheel is first used.
 #
 # Environment:
 #   PYTHON                interpreter the venv is made from (default python3)
@@ -64,7 +64,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --system-torch) MODE=system ;;
         --offline)
-            [ $# -ge 2 ] || die "--offline needs the bundle folder (tools/make_bundle.sh OUT_DIR)"
+            [ $# -ge 2 ] || die "--offline needs the bundle folder (.dev_scripts/make_bundle.sh OUT_DIR)"
             BUNDLE="$(abspath "$2")"; MODE=offline; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
@@ -76,13 +76,13 @@ if [ "$MODE" = offline ]; then
     [ -d "$BUNDLE" ] || die "--offline $BUNDLE: no such folder"
     BUNDLE="$(cd "$BUNDLE" && pwd)"
     for f in requirements.txt "mmcv-$MMCV_VERSION.tar.gz"; do
-        [ -f "$BUNDLE/$f" ] || die "--offline $BUNDLE: no $f there; is it a folder written by tools/make_bundle.sh?"
+        [ -f "$BUNDLE/$f" ] || die "--offline $BUNDLE: no $f there; is it a folder written by .dev_scripts/make_bundle.sh?"
     done
     # Every pip call below: no index, the bundle as the only source.
     export PIP_NO_INDEX=1 PIP_FIND_LINKS="$BUNDLE"
 fi
 
-STAMP_VALUE="$( { cat requirements/*.txt tools/setup_env.sh tools/lib.sh tools/patch_mmcv.sh tools/mmcv_wheel.py
+STAMP_VALUE="$( { cat requirements/*.txt .dev_scripts/setup_env.sh .dev_scripts/lib.sh .dev_scripts/patch_mmcv.sh .dev_scripts/mmcv_wheel.py
                   echo "$MODE $OPS_WANTED ${TORCH_CUDA_ARCH_LIST:-}"
                   [ -z "$BUNDLE" ] || cat "$BUNDLE/requirements.txt"; } | sha256sum | cut -c1-16)"
 STAMP="$VENV/.glnet_mm_stack"
@@ -231,7 +231,7 @@ print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "no
     fi
 
     # ---- 2/4 mmcv: the cached wheel, or patch and build the sdist once ----
-    # tools/mmcv_wheel.py keeps every good wheel and resumes a failed compile.
+    # .dev_scripts/mmcv_wheel.py keeps every good wheel and resumes a failed compile.
     WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)-$OPS_TAG"
     case "$OPS" in
         # -g0 after Python's own -g: no debug info. The code is the same with
@@ -250,8 +250,8 @@ print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "no
     else
         say "2/4 building mmcv $MMCV_VERSION ($OPS_TAG ops), MAX_JOBS=${MAX_JOBS:-$(nproc)}; cached in $WHEEL_DIR"
     fi
-    wheel="$(env "${build_env[@]}" MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$VENV/bin/python" tools/mmcv_wheel.py ensure \
-        --cache-dir "$WHEEL_DIR" --ops "$OPS" --patch tools/patch_mmcv.sh "${sdist[@]}")"
+    wheel="$(env "${build_env[@]}" MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$VENV/bin/python" .dev_scripts/mmcv_wheel.py ensure \
+        --cache-dir "$WHEEL_DIR" --ops "$OPS" --patch .dev_scripts/patch_mmcv.sh "${sdist[@]}")"
     install_mmcv_wheel "$wheel"
     say "mmcv ready in $((SECONDS - tb)) s"
 
@@ -270,7 +270,7 @@ print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "no
     # The ops are checked once per cached wheel, before its first use (mmcv
     # imports its own dependencies, so after step 3).
     if [ "$OPS" != none ] && [ ! -f "$WHEEL_DIR/ops-checked" ]; then
-        rc=0; "$VENV/bin/python" tools/check_mmcv_ops.py --device "$OPS" || rc=$?
+        rc=0; "$VENV/bin/python" .dev_scripts/check_mmcv_ops.py --device "$OPS" || rc=$?
         if [ "$rc" = 1 ]; then
             rm -rf "$WHEEL_DIR"
             die "mmcv's $OPS ops disagree with the reference (above), so the wheel was removed from the cache: building it again would give the same wheel. Use GLNET_MM_MMCV_OPS=none (mmcv-lite: GLNet, mmseg, mmpretrain) and report the output above"

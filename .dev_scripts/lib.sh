@@ -1,4 +1,4 @@
-# Sourced by tools/setup_env.sh, tools/make_bundle.sh and tools/gpu_check.sh:
+# Sourced by .dev_scripts/setup_env.sh, .dev_scripts/make_bundle.sh and .dev_scripts/gpu_check.sh:
 # what they share. Sets ROOT (the repository) and CALLER (the folder the
 # script was called from), and defines:
 #   abspath PATH         PATH made absolute from the caller's folder;
