@@ -11,7 +11,7 @@ from .checkpoint import (enable_safe_loading, load_checkpoint,
                          load_pretrained, safe_load)
 from .models import GLNet, arch_zoo
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 __all__ = ['GLNet', 'arch_zoo', 'enable_safe_loading', 'load_checkpoint',
            'load_pretrained', 'safe_load', '__version__']

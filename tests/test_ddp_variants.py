@@ -160,13 +160,10 @@ def test_sync_bn_one_process_reverts_to_bn():
 ])
 def test_cpu_launcher_turns_sync_bn_into_bn(config):
     """torch's SyncBatchNorm refuses CPU tensors in a multi-process run, so
-    tools/train.py's CPU path turns the config's SyncBN into BN; GPUs keep
+    the CPU path of tools/train.py and tools/test.py
+    (glnet_mm.launch) turns the config's SyncBN into BN; GPUs keep
     it."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'glnet_train', osp.join(REPO, 'tools', 'train.py'))
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    from glnet_mm import launch as train
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     assert 'SyncBN' in cfg.pretty_text
     assert train.replace_sync_bn(cfg.model) >= 1

@@ -8,13 +8,19 @@ not depend on the batch split (LN in GLNet's stem/downsampling, GN in the
 mmseg heads). Then 2 processes of batch b see exactly the samples of 1
 process of batch 2b, rank r taking every other one (mmengine's samplers).
 """
+import os
 import os.path as osp
+import pickle
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from train_utils import (DET_CONFIG, SEG_CONFIG, checkpoints, probes, train,
-                         weights, weights_and_meta, write_config)
+from train_utils import (DET_CONFIG, REPO, SEG_CONFIG, checkpoints, env,
+                         probes, train, weights, weights_and_meta,
+                         write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
@@ -255,10 +261,6 @@ def test_classification_on_two_processes(shapes, tmp_path):
 def test_slurm_launcher_on_cpu(shapes, tmp_path, monkeypatch):
     """tools/train.py --launcher slurm reads slurm's variables (one task
     here; srun sets them on a cluster) and trains with gloo on the CPU."""
-    import subprocess
-    import sys
-
-    from train_utils import REPO, env
     config = write_config(tmp_path / 'cfg.py', CLS_CONFIG,
                           CLS_BODY.format(root=shapes))
     variables = env()
@@ -276,11 +278,126 @@ def test_slurm_launcher_on_cpu(shapes, tmp_path, monkeypatch):
         or "launcher='slurm'" in proc.stdout + proc.stderr
 
 
-def test_dist_train_sh_usage():
-    import subprocess
-
-    from train_utils import REPO
-    for script in ('dist_train.sh', 'slurm_train.sh'):
+def test_launch_scripts_usage():
+    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh',
+                   'slurm_test.sh'):
         proc = subprocess.run(['bash', osp.join(REPO, 'tools', script)],
                               capture_output=True, text=True)
-        assert proc.returncode == 2 and 'usage' in proc.stderr
+        assert proc.returncode == 2 and 'usage' in proc.stderr, script
+
+
+@pytest.fixture(scope='module')
+def toy_detector(data, tmp_path_factory):
+    """The toy Mask R-CNN config on ``data``, trained one epoch (8 images),
+    and its checkpoint."""
+    tmp = tmp_path_factory.mktemp('toy_detector')
+    config = write_config(tmp / 'cfg.py', DET_CONFIG,
+                          DET_BODY.format(root=str(data / 'coco'),
+                                          accumulate=1))
+    train(config, tmp / 'work')
+    checkpoint, = checkpoints(tmp / 'work')
+    return config, checkpoint
+
+
+def evaluate(command, out):
+    """Run a test command; the metrics rank 0 logged, and the predictions
+    it saved to ``out``."""
+    proc = subprocess.run(command + ['--out', str(out)], cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    metrics = dict(re.findall(r'(coco/\w+): (-?[\d.]+)',
+                              proc.stdout + proc.stderr))
+    with open(out, 'rb') as f:
+        return metrics, pickle.load(f)
+
+
+def test_dist_test_two_processes_match_one(toy_detector, tmp_path):
+    """tools/dist_test.sh with 2 CPU processes (each evaluates 2 of the 4
+    validation images) reports the same bbox and segm mAP as tools/test.py
+    on one, from the same predictions, which --out saves."""
+    config, checkpoint = toy_detector
+    one, preds1 = evaluate([sys.executable, osp.join(REPO, 'tools', 'test.py'),
+                            config, checkpoint], tmp_path / 'one.pkl')
+    two, preds2 = evaluate(['bash', osp.join(REPO, 'tools', 'dist_test.sh'),
+                            config, checkpoint, '2'], tmp_path / 'two.pkl')
+    print('1 process', one, '2 processes', two)
+    assert 'coco/bbox_mAP' in one and 'coco/segm_mAP' in one
+    assert one == two
+    assert len(preds1) == len(preds2) == 4
+    for a, b in zip(preds1, preds2):
+        assert a['img_path'] == b['img_path']
+        for key in ('bboxes', 'scores', 'labels'):
+            np.testing.assert_allclose(np.asarray(a['pred_instances'][key]),
+                                       np.asarray(b['pred_instances'][key]),
+                                       rtol=1e-5, atol=1e-4)
+
+
+def test_test_py_refuses_to_overwrite(toy_detector, tmp_path):
+    config, checkpoint = toy_detector
+    out = tmp_path / 'mine.pkl'
+    out.write_text('keep me')
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'test.py'), config,
+         checkpoint, '--out', str(out)],
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and 'not overwriting' in proc.stderr
+    assert out.read_text() == 'keep me'
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# srun for one task on this machine: record the arguments, set slurm's
+# variables, run the command after srun's own options.
+printf '%s\\n' "$@" > "$SRUN_LOG"
+while [[ "$1" == -* ]]; do
+    case "$1" in -p) shift 2 ;; *) shift ;; esac
+done
+SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_LOCALID=0 SLURM_NODELIST=localhost \\
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT exec "$@"
+"""
+
+
+@pytest.fixture
+def fake_srun(tmp_path):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'srun').write_text(FAKE_SRUN)
+    (bin_dir / 'srun').chmod(0o755)
+    variables = env()
+    variables.update(PATH=f"{bin_dir}{os.pathsep}{variables['PATH']}",
+                     SRUN_LOG=str(tmp_path / 'srun_args'), GPUS='1')
+    return variables, tmp_path / 'srun_args'
+
+
+def test_slurm_scripts_take_openmmlab_arguments(toy_detector, fake_srun,
+                                                tmp_path):
+    """slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR and slurm_test.sh
+    PARTITION JOB_NAME CONFIG CHECKPOINT, as mmdet's, through srun (a
+    stand-in running one task here); the old slurm_train.sh CONFIG N form
+    still trains."""
+    config, checkpoint = toy_detector
+    variables, srun_log = fake_srun
+
+    def run(*args):
+        proc = subprocess.run(['bash', *args], cwd=REPO, env=variables,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr, srun_log.read_text().split('\n')
+
+    work = tmp_path / 'work'
+    log, srun_args = run(osp.join(REPO, 'tools', 'slurm_train.sh'), 'gpu',
+                         'glnet', config, str(work))
+    assert srun_args[:4] == ['-p', 'gpu', '--job-name=glnet', '--gres=gpu:1']
+    assert '--ntasks=1' in srun_args
+    assert srun_args[-3:-1] == ['--launcher', 'slurm']
+    assert checkpoints(work)
+    assert ('Distributed launcher: slurm' in log
+            or "launcher='slurm'" in log)
+
+    log, srun_args = run(osp.join(REPO, 'tools', 'slurm_test.sh'), 'gpu',
+                         'glnet', config, checkpoint)
+    assert checkpoint in srun_args and 'coco/bbox_mAP' in log
+
+    old = tmp_path / 'old'
+    log, srun_args = run(osp.join(REPO, 'tools', 'slurm_train.sh'), config,
+                         '1', '--work-dir', str(old))
+    assert 'old form' in log and checkpoints(old)

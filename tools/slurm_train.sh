@@ -1,33 +1,19 @@
 #!/usr/bin/env bash
-# Train CONFIG on N slurm tasks (one per GPU) with srun:
-#   bash tools/slurm_train.sh CONFIG N [--work-dir DIR] [--resume] [--cfg-options k=v ...]
-# Environment: PARTITION (srun -p), JOB_NAME, GPUS_PER_NODE (default
-# min(N, 8)), CPUS_PER_TASK (5), SRUN_ARGS (anything else for srun).
+# Train CONFIG on a slurm cluster with srun, as OpenMMLab's slurm_train.sh:
+#   [GPUS=8] bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py arguments...]
+# GPUS tasks in all (default 8), one per GPU; GPUS_PER_NODE (default
+# min(GPUS, 8)), CPUS_PER_TASK (5), SRUN_ARGS (anything else for srun).
+# The form of glnet_mm 0.1.0, `slurm_train.sh CONFIG N [args]` (PARTITION and
+# JOB_NAME from the environment), still works.
 set -euo pipefail
-if [ $# -lt 2 ]; then
-    echo "usage: $0 CONFIG N [train.py arguments...]" >&2
+TOOLS=$(cd "$(dirname "$0")" && pwd)
+if [ $# -ge 2 ] && [[ "$1" == *.py ]]; then
+    echo "$0: CONFIG N is the old form; OpenMMLab's is PARTITION JOB_NAME CONFIG WORK_DIR" >&2
+    exec bash "$TOOLS/launch.sh" srun "$2" "$TOOLS/train.py" "$1" "${@:3}"
+fi
+if [ $# -lt 4 ]; then
+    echo "usage: [GPUS=8] $0 PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py arguments...]" >&2
     exit 2
 fi
-CONFIG=$1
-NPROC=$2
-GPUS_PER_NODE=${GPUS_PER_NODE:-$(( NPROC < 8 ? NPROC : 8 ))}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-JOB_NAME=${JOB_NAME:-glnet_mm}
-SRUN_ARGS=${SRUN_ARGS:-}
-PYTHON=${PYTHON:-python}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-
-PARTITION_ARGS=()
-if [ -n "${PARTITION:-}" ]; then PARTITION_ARGS=(-p "$PARTITION"); fi
-
-# shellcheck disable=SC2086
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-srun "${PARTITION_ARGS[@]}" \
-    --job-name="$JOB_NAME" \
-    --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$NPROC" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    $SRUN_ARGS \
-    "$PYTHON" -u "$ROOT/tools/train.py" "$CONFIG" --launcher slurm "${@:3}"
+PARTITION=$1 JOB_NAME=$2 exec bash "$TOOLS/launch.sh" srun "${GPUS:-8}" \
+    "$TOOLS/train.py" "$3" --work-dir "$4" "${@:5}"

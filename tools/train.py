@@ -9,43 +9,16 @@ under srun. The toolbox (mmdet, mmseg or mmpretrain) is the config's
 `default_scope`; it is checked here and imported by mmengine's registries as
 in the toolboxes' own `tools/train.py`, whose steps this file follows.
 
-GPU machines: the process group is initialised by mmengine (NCCL, one GPU per
-process). CPU machines (no CUDA device): mmengine 0.10.7's launchers call
-`torch.cuda.set_device(local_rank)` unconditionally, which fails with "Found
-no NVIDIA driver"; and its default DDP wrapper passes
-`device_ids=[LOCAL_RANK]`, which torch's DistributedDataParallel refuses for a
-CPU module. So on CPU this launcher (1) initialises the gloo process group
-itself from the launcher's environment before the Runner is built (the Runner
-then sees an initialised group and skips its own `init_dist`), and (2) gives
-the Runner a `model_wrapper_cfg` without device ids. Nothing installed is
-patched; everything else (samplers, DDP, hooks, checkpoints, evaluation) is
-mmengine's.
-
-torch's SyncBatchNorm only runs on GPU-like devices (it raises "SyncBatchNorm
-expected input tensor to be on GPU ..." on CPU tensors), so a CPU multi-process
-run turns every SyncBN of the config into BN (per-process statistics) and
-says so in the log; GPU runs keep SyncBN, and 1-process runs get BN from
-mmengine (`revert_sync_batchnorm`).
+The CPU path of a multi-process run (gloo, DDP without device ids, SyncBN
+turned into BN) is `glnet_mm.launch`'s, shared with `tools/test.py`.
 """
 import argparse
-import importlib
-import os
-import os.path as osp
-import subprocess
 
-import torch
-import torch.distributed as dist
-from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-
-TOOLBOXES = {'mmdet': 'mmdet', 'mmseg': 'mmseg', 'mmpretrain': 'mmpretrain'}
-SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'SyncBatchNorm', 'TorchSyncBN')
-
+from glnet_mm import launch
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a glnet_mm config')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT, or (no value) from the latest checkpoint '
@@ -55,98 +28,12 @@ def parse_args(argv=None):
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr with the total batch size '
                         '(the config\'s auto_scale_lr.base_batch_size)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm'])
-    # torch.distributed.launch (not torchrun) passes --local-rank
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
-
-
-def toolbox_of(cfg) -> str:
-    """The toolbox a config trains with, from its ``default_scope``."""
-    scope = cfg.get('default_scope')
-    if scope not in TOOLBOXES:
-        raise ValueError(f'{cfg.filename}: default_scope must be one of '
-                         f'{sorted(TOOLBOXES)} (it picks the toolbox), got '
-                         f'{scope!r}')
-    importlib.import_module(TOOLBOXES[scope])  # clear error if missing
-    return scope
-
-
-def replace_sync_bn(node):
-    """Turn every SyncBN norm config inside ``node`` into BN, in place;
-    returns how many were changed."""
-    changed = 0
-    if isinstance(node, dict):
-        if node.get('type') in SYNC_BN_TYPES:
-            node['type'] = 'BN'
-            changed += 1
-        for value in node.values():
-            changed += replace_sync_bn(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            changed += replace_sync_bn(value)
-    return changed
-
-
-def slurm_env():
-    """RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* from slurm's variables (as
-    mmengine's slurm launcher sets them)."""
-    os.environ['RANK'] = os.environ['SLURM_PROCID']
-    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
-    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
-    os.environ.setdefault('MASTER_PORT', '29500')
-    if 'MASTER_ADDR' not in os.environ:
-        os.environ['MASTER_ADDR'] = subprocess.getoutput(
-            f'scontrol show hostname {os.environ["SLURM_NODELIST"]} '
-            '| head -n1')
-
-
-def setup_cpu_distributed(cfg, launcher):
-    """The CPU path of a multi-process run: gloo process group, a DDP
-    wrapper without device ids, SyncBN -> BN (see the module docstring)."""
-    if launcher == 'slurm':
-        slurm_env()
-    timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
-    kwargs = {}
-    if timeout is not None:
-        from datetime import timedelta
-        kwargs['timeout'] = timedelta(seconds=timeout)
-    if not dist.is_initialized():
-        dist.init_process_group(backend='gloo', init_method='env://',
-                                **kwargs)
-    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
-    # mmengine adds device_ids=[LOCAL_RANK] unless the config gives them;
-    # torch's DDP takes device_ids=None for a CPU module.
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
-    changed = replace_sync_bn(cfg.model)
-    if changed:
-        print_log(
-            f'CPU run on {dist.get_world_size()} processes: {changed} SyncBN '
-            'norm(s) of the config are BN here (torch SyncBatchNorm runs on '
-            'GPUs only); statistics are per process', logger='current')
+    return launch.parse_args(parser, argv)
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    toolbox_of(cfg)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = launch.load_config(args.config, args.cfg_options, args.work_dir,
+                             args.launcher)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -159,20 +46,12 @@ def build_cfg(args):
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        setup_cpu_distributed(cfg, args.launcher)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = build_cfg(args)
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+    runner = launch.build_runner(build_cfg(args))
     runner.train()
     return runner
 
