@@ -104,7 +104,7 @@ PIP download --only-binary=:all: --python-version "$PYVER" --implementation cp "
     -d "$work/wheels" -r "$work/build.txt" -r "$work/runtime.txt" -r "$work/mmcv-runtime.txt" \
     -c "$work/build.txt"
 PIP download --only-binary=:all: --python-version "$PYVER" --implementation cp "${platform_args[@]}" \
-    --no-deps -d "$work/wheels" openmim==0.3.9   # without its opendatalab (see README)
+    --no-deps -d "$work/wheels" openmim==0.3.9   # without its opendatalab (see docs/install.md)
 # pip itself: setup_env.sh --offline installs it into a venv where the target's
 # Python has no ensurepip (Debian/Ubuntu without python3-venv).
 PIP download --only-binary=:all: --python-version "$PYVER" --implementation cp "${platform_args[@]}" \

@@ -140,7 +140,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_VALUE" ] && [ -x "$VENV/bin/
     say "reusing $VENV (stack up to date)"
 else
     t0=$SECONDS
-    say "building the stack in $VENV ($MODE torch; 2 min, 5 min with the mmcv compile on a 2-core machine: README, Quick start)"
+    say "building the stack in $VENV ($MODE torch; 2 min, 5 min with the mmcv compile on a 2-core machine: docs/install.md)"
     if [ "$MODE" = pinned ]; then
         [ -z "$(first_path "$VENV"/lib/python3*/site-packages/$BASE_PTH)" ] ||
             die "$VENV reuses another interpreter's torch (made with --system-torch/--offline); remove it first"

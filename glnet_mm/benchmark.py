@@ -1,7 +1,7 @@
 """The one benchmark harness: timing, memory and output of every speed figure.
 
 ``tools/benchmark.py`` measures backbones, classifiers, detectors and
-segmentors with it, on a CPU or a GPU, and every figure of the README comes
+segmentors with it, on a CPU or a GPU, and every figure of docs/speed.md comes
 from there. The rules:
 
 * **Timing**: the models take turns in interleaved rounds (one timed call of

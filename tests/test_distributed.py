@@ -401,3 +401,19 @@ def test_slurm_scripts_take_openmmlab_arguments(toy_detector, fake_srun,
     log, srun_args = run(osp.join(REPO, 'tools', 'slurm_train.sh'), config,
                          '1', '--work-dir', str(old))
     assert 'old form' in log and checkpoints(old)
+
+
+def test_det_inferencer_on_a_trained_checkpoint(toy_detector, data, tmp_path):
+    """The README's inference lines: mmdet's DetInferencer with a GLNet
+    config and a checkpoint of it (the config's custom_imports register
+    GLNet) predicts and draws an image."""
+    from mmdet.apis import DetInferencer
+    config, checkpoint = toy_detector
+    image = sorted((data / 'coco' / 'val').glob('*.png'))[0]
+    inferencer = DetInferencer(model=config, weights=checkpoint,
+                               device='cpu')
+    result = inferencer(str(image), out_dir=str(tmp_path / 'out'),
+                        return_datasamples=True)
+    prediction, = result['predictions']
+    assert prediction.pred_instances.bboxes.shape[-1] == 4
+    assert len(list((tmp_path / 'out' / 'vis').glob('*'))) == 1

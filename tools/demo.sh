@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's main job (`make demo`): a GLNet Mask R-CNN trained on the CPU
+# The README's CPU toy demo (`make demo`): a GLNet Mask R-CNN trained on the CPU
 # on the toy COCO, end to end with mmdet's own tools (from the repo root):
 #   1. generate data/toy_coco once (tools/make_toy_coco.py);
 #   2. `mim train mmdet` the toy config; a rerun resumes from the last
