@@ -33,8 +33,8 @@
 #                         auto: CUDA ops when torch sees a GPU and nvcc is found
 #                         (on PATH or $CUDA_HOME/bin/nvcc), else CPU ops.
 #                         none: mmcv without compiled ops (mmcv-lite; seconds to
-#                         build): enough for GLNet, mmseg and mmpretrain, not
-#                         for mmdet's RoI heads and NMS.
+#                         build): enough for GLNet and mmpretrain, not for
+#                         mmseg or mmdet (they import mmcv.ops; docs/gpu.md).
 #   TORCH_CUDA_ARCH_LIST  CUDA build: architectures (default: the visible GPUs')
 #   MAX_JOBS              parallel compile jobs (default: nproc)
 #
@@ -273,7 +273,7 @@ print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "no
         rc=0; "$VENV/bin/python" .dev_scripts/check_mmcv_ops.py --device "$OPS" || rc=$?
         if [ "$rc" = 1 ]; then
             rm -rf "$WHEEL_DIR"
-            die "mmcv's $OPS ops disagree with the reference (above), so the wheel was removed from the cache: building it again would give the same wheel. Use GLNET_MM_MMCV_OPS=none (mmcv-lite: GLNet, mmseg, mmpretrain) and report the output above"
+            die "mmcv's $OPS ops disagree with the reference (above), so the wheel was removed from the cache: building it again would give the same wheel. Use GLNET_MM_MMCV_OPS=none (mmcv-lite: GLNet and mmpretrain only) and report the output above"
         elif [ "$rc" != 0 ]; then
             die "the check of mmcv's ops could not run (above); the wheel stays cached in $WHEEL_DIR. Fix the cause and run the setup again"
         fi
