@@ -1,9 +1,10 @@
 # CPU toy run: GLNet-STL's ImageNet recipe on the tiny 'toy' GLNet and the
 # generated six-class toy-shapes image folder. Make the data, then train:
-#   python tools/make_toy_imagefolder.py data/toy_shapes
+#   python -m glnet_mm.datasets.toy_imagefolder data/toy_shapes
 #   mim train mmpretrain \
 #       configs/classification/glnet-toy_1xb64-20e_toy-shapes.py
-# (tools/toy_classification.sh does both, then tests and draws the slots).
+# (`bash tools/toy_run.sh classification` does both, then tests and draws the
+# slots).
 _base_ = './glnet-stl_16xb128_in1k.py'
 
 # No Mixup/CutMix: on a few thousand 32x32 images they slow learning down far
