@@ -161,9 +161,10 @@ def local_convs(channels: int, kernel_size: int) -> nn.Sequential:
         nn.Conv2d(channels, channels, 1))
 
 
-# The switches of a GLMix block, their defaults (the released models) and the
-# choices of the named ones. :func:`check_glmix_switches` is the one place
-# where their rules live; GLNet's arch table is validated through it too.
+# The switches of a GLMix block and their defaults (the released models),
+# declared once; the choices of the named ones. :func:`check_glmix_switches`
+# is the one place where their rules live; GLNet's arch table is validated
+# through it too.
 GLMIX_SWITCHES = dict(num_slots=64, slot_init='ada_avgpool', local_dw_ks=5,
                       branches='parallel', local_op='dwconv', local_window=7,
                       clustering='soft', kmeans_iters=5)
@@ -174,11 +175,15 @@ CLUSTERINGS = ('soft', 'kmeans')
 
 
 def check_glmix_switches(**switches):
-    """Raise a ValueError naming the first impossible GLMix switch.
+    """Every GLMix switch, checked: a ValueError names the first impossible
+    one.
 
     Args:
         **switches: Any of :data:`GLMIX_SWITCHES`; missing ones take their
             default.
+
+    Returns:
+        dict: All the switches.
     """
     unknown = set(switches) - set(GLMIX_SWITCHES)
     if unknown:
@@ -209,6 +214,7 @@ def check_glmix_switches(**switches):
     if s['local_dw_ks'] % 2 == 0:
         raise ValueError(f'GLMix local_dw_ks must be odd, got '
                          f'{s["local_dw_ks"]}')
+    return s
 
 
 class _Block(nn.Module):
@@ -272,48 +278,42 @@ class GLMixBlock(_Block):
     Args:
         dim (int): Channels.
         num_heads (int): Heads of the slot (and window) self-attention.
-        num_slots (int): Number of semantic slots ``S``: a square with
-            ``'ada_avgpool'``, a power of two with ``'hashing'``.
-            Defaults to 64.
-        slot_init (str): ``'ada_avgpool'`` pools each image's block input to
-            ``sqrt(S) x sqrt(S)`` slots; ``'param'`` learns ``S`` shared
-            slots; ``'hashing'`` (ablation) hashes the normed pixels.
-            Defaults to ``'ada_avgpool'``.
-        local_dw_ks (int): Kernel of the local branch's depth-wise conv.
-            Defaults to 5.
-        branches (str): One of :data:`BRANCHES`. Defaults to ``'parallel'``.
-        local_op (str): ``'dwconv'`` or ``'wmhsa'``. Defaults to ``'dwconv'``.
-        local_window (int): Window side of ``'wmhsa'``. Defaults to 7.
-        clustering (str): ``'soft'`` or ``'kmeans'``. Defaults to ``'soft'``.
-        kmeans_iters (int): Lloyd steps of ``'kmeans'``. Defaults to 5.
+        switches (dict, optional): GLMix switches, any of
+            :data:`GLMIX_SWITCHES` (missing ones take their default, the
+            released block): ``num_slots`` ``S`` (a square with
+            ``'ada_avgpool'``, a power of two with ``'hashing'``);
+            ``slot_init`` (``'ada_avgpool'`` pools each image's block input to
+            ``sqrt(S) x sqrt(S)`` slots, ``'param'`` learns ``S`` shared
+            slots, ``'hashing'`` hashes the normed pixels); ``local_dw_ks``,
+            the kernel of the local depth-wise conv; ``branches`` (one of
+            :data:`BRANCHES`); ``local_op`` (``'dwconv'`` or ``'wmhsa'``) and
+            ``local_window``, the window side of ``'wmhsa'``; ``clustering``
+            (``'soft'`` or ``'kmeans'``) and ``kmeans_iters``, its Lloyd
+            steps.
         **kwargs: See :class:`_Block` (``mlp_ratio``, ``cpe_ks``, ...).
     """
 
-    def __init__(self, dim, num_heads, num_slots=64, slot_init='ada_avgpool',
-                 local_dw_ks=5, branches='parallel', local_op='dwconv',
-                 local_window=7, clustering='soft', kmeans_iters=5, **kwargs):
-        check_glmix_switches(
-            num_slots=num_slots, slot_init=slot_init, local_dw_ks=local_dw_ks,
-            branches=branches, local_op=local_op, local_window=local_window,
-            clustering=clustering, kmeans_iters=kmeans_iters)
+    def __init__(self, dim, num_heads, switches=None, **kwargs):
+        s = check_glmix_switches(**(switches or {}))
         super().__init__(dim, **kwargs)
-        self.slot_init, self.num_slots = slot_init, num_slots
-        self.branches, self.clustering = branches, clustering
-        self.kmeans_iters = kmeans_iters
-        self.pool_size = math.isqrt(num_slots)
-        has_global = branches != 'local'
-        has_local = branches != 'global'
+        self.slot_init, self.num_slots = s['slot_init'], s['num_slots']
+        self.branches, self.clustering = s['branches'], s['clustering']
+        self.kmeans_iters = s['kmeans_iters']
+        self.pool_size = math.isqrt(self.num_slots)
+        has_global = self.branches != 'local'
+        has_local = self.branches != 'global'
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
 
         # Global branch: initial slots, clustering, slot attention.
         self.init_slots = None
-        if has_global and slot_init == 'param':
-            self.init_slots = nn.Parameter(torch.empty(1, num_slots, dim))
+        if has_global and self.slot_init == 'param':
+            self.init_slots = nn.Parameter(torch.empty(1, self.num_slots, dim))
             nn.init.normal_(self.init_slots, std=.02)
-        self.slot_hash = (LSHBuckets(dim, num_slots)
-                          if has_global and slot_init == 'hashing' else None)
+        self.slot_hash = (LSHBuckets(dim, self.num_slots) if has_global
+                          and self.slot_init == 'hashing' else None)
         self.slot_scale = (nn.Parameter(torch.tensor(dim**-0.5))
-                           if has_global and clustering == 'soft' else None)
+                           if has_global and self.clustering == 'soft'
+                           else None)
         self.relation_mha = (SelfAttention(dim, num_heads)
                              if has_global else None)
         # Parameter-free hook point: the clustering weights (B, S, H*W) flow
@@ -321,10 +321,12 @@ class GLMixBlock(_Block):
         self.cluster_weights = nn.Identity() if has_global else None
 
         # Local branch: 1x1, k x k depth-wise, 1x1 convs (or window MHSA).
-        self.feature_conv = (local_convs(dim, local_dw_ks)
-                             if has_local and local_op == 'dwconv' else None)
-        self.local_attn = (WindowMHSA(dim, num_heads, local_window)
-                           if has_local and local_op == 'wmhsa' else None)
+        self.feature_conv = (local_convs(dim, s['local_dw_ks'])
+                             if has_local and s['local_op'] == 'dwconv'
+                             else None)
+        self.local_attn = (WindowMHSA(dim, num_heads, s['local_window'])
+                           if has_local and s['local_op'] == 'wmhsa'
+                           else None)
 
     def initial_slots(self, x):
         """Slots before clustering, ``(B, S, C)``, from the block input

@@ -280,8 +280,8 @@ class GLNet(BaseModule):
                     layerscale=spec['layerscale'])
         if mode == 'mha_nchw':
             return MHABlock(**common, **conv)
-        glmix = {k: spec[k] for k in GLMIX_SWITCHES}
-        return GLMixBlock(**common, **conv, **glmix)
+        switches = {k: spec[k] for k in GLMIX_SWITCHES}
+        return GLMixBlock(**common, **conv, switches=switches)
 
     def init_weights(self):
         """Load a pretrained checkpoint (``init_cfg=dict(type='Pretrained',
