@@ -15,6 +15,16 @@ GLNet presets mix in at the deepest stages (token MHSA with a linear or conv MLP
 
 Only ``torch`` is needed here; the layout of parameter names follows the
 official release so its checkpoints load without renaming.
+
+**In-place fast paths.** Three operations write their result into a tensor
+instead of allocating a new one: :func:`residual` sums, :class:`GELU`
+without autograd, and the dispatch GEMM of :meth:`GLMixBlock.global_branch`
+(``baddbmm_`` into the local branch's map). They are correct under one rule:
+*the tensor written into is a fresh result that nothing else reads* (a
+layer's output just computed: not the block input, not a tensor autograd
+saved, not a view of either). Every call site follows it; with
+:data:`IN_PLACE` off they all compute out of place, which is how
+``tests/test_fast_paths.py`` checks each call site.
 """
 import math
 
@@ -75,15 +85,20 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
+# The in-place fast paths (module docstring); tests turn them off to check
+# that each call site follows the rule.
+IN_PLACE = True
+
+
 def residual(x, branch):
-    """``x + branch``, summed into ``branch`` where that gives the same
-    tensor: ``branch`` must be a fresh result that nothing else reads (a
-    layer's output; true at every call site here) and of the sum's dtype and
-    shape. Saves allocating, and page-faulting in, one map per residual;
-    autograd is unaffected (no layer here saves its own output). Compiled
-    graphs sum out of place (the compiler plans their memory itself; torch
-    2.1's dynamo cannot trace the identity test without a graph break)."""
-    if (not is_compiling() and branch is not x and branch.shape == x.shape
+    """``x + branch``, summed into ``branch`` (the in-place rule of the module
+    docstring) where that gives the same tensor: ``branch`` of the sum's
+    dtype and shape. Autograd is unaffected: no layer here saves its own
+    output. Compiled graphs sum out of place: the compiler plans their memory
+    itself, and torch 2.1's dynamo cannot trace the identity test without a
+    graph break."""
+    if (IN_PLACE and not is_compiling() and branch is not x
+            and branch.shape == x.shape
             and branch.dtype == torch.promote_types(x.dtype, branch.dtype)):
         return branch.add_(x)
     return x + branch
@@ -101,16 +116,13 @@ class ResidualDWConv(nn.Conv2d):
 
 
 class GELU(nn.GELU):
-    """``nn.GELU`` that writes over its input when no gradient is recorded.
-
-    Used only where the input is a fresh intermediate (a layer's output that
-    nothing else reads): inference then skips allocating the widest tensor of
-    the block, whose page faults cost as much as the GELU itself. With
-    autograd it is ``nn.GELU``.
-    """
+    """``nn.GELU`` that writes over its input when no gradient is recorded
+    (the in-place rule of the module docstring: its input is the hidden map
+    of an MLP, the widest tensor of the block). With autograd it is
+    ``nn.GELU``."""
 
     def forward(self, x):
-        if torch.is_grad_enabled() and x.requires_grad:
+        if not IN_PLACE or (torch.is_grad_enabled() and x.requires_grad):
             return super().forward(x)
         return torch.ops.aten.gelu_(x, approximate=self.approximate)
 
@@ -360,9 +372,10 @@ class GLMixBlock(_Block):
         attend to each other, and dispatch them back onto the grid.
 
         The dispatched grid is returned, or ``out +`` it, given ``out`` (a
-        map of ``x``'s shape that nothing else reads, such as the local
-        branch's output). A channels-last ``out`` is summed into by the
-        dispatching GEMM itself: no extra map, no separate sum."""
+        map of ``x``'s shape, such as the local branch's output). A
+        channels-last ``out`` is summed into by the dispatching GEMM itself
+        (the in-place rule of the module docstring); any other layout, out
+        of place."""
         grid = x.flatten(2).mT  # B, HW, C (a view of a channels-last map)
         if self.slot_hash is not None:
             slots = bucket_means(self.slot_hash(grid), grid)
@@ -379,7 +392,7 @@ class GLMixBlock(_Block):
             dispatch = logits.softmax(dim=1).mT
         slots = self.relation_mha(slots)
         # dispatch: set -> grid
-        if out is not None and out.is_contiguous(
+        if IN_PLACE and out is not None and out.is_contiguous(
                 memory_format=torch.channels_last):
             B, C, H, W = out.shape  # the GEMM writes into ``out`` (a view)
             tokens = out.permute(0, 2, 3, 1).view(B, H * W, C)
