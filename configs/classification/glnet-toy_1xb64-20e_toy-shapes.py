@@ -23,18 +23,15 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+toy_dataset = dict(type='CustomDataset', data_root=data_root)
 train_dataloader = dict(
-    batch_size=64,
-    num_workers=1,
-    persistent_workers=True,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
-                 data_prefix='train', pipeline=train_pipeline))
+    batch_size=64, num_workers=1, persistent_workers=True,
+    dataset=dict(toy_dataset, _delete_=True, data_prefix='train',
+                 pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=100,
-    num_workers=1,
-    persistent_workers=True,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
-                 data_prefix='val', pipeline=test_pipeline))
+    batch_size=100, num_workers=1, persistent_workers=True,
+    dataset=dict(toy_dataset, _delete_=True, data_prefix='val',
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator

@@ -357,9 +357,7 @@ class GLMixBlock(_Block):
         Always float32, autocast or not (mixed precision): the logits are a
         learnable scale times a cosine and feed two softmaxes; in fp16/bf16
         the scale's gradient, a sum over B x S x HW terms, drowns in rounding
-        (measured: wrong sign and magnitude at a trained-size scale) and
-        large scales round the logits coarsely. In a float32 run this is
-        the same computation as before (parity tests at 1e-5).
+        and large scales round the logits coarsely.
         """
         with torch.autocast(slots.device.type, enabled=False):
             # the scale goes on the S slots, not on the S x HW logits

@@ -332,9 +332,8 @@ class GLNet(BaseModule):
     def forward(self, x):
         self._check_input(x)
         # The grid lives channels-last (NHWC in memory, NCHW in shape): the
-        # 1x1 convs run as plain GEMMs (over twice the speed of NCHW on a
-        # CPU), and the LayerNorms over channels and the grid <-> token views
-        # of the blocks need no copies.
+        # 1x1 convs run as plain GEMMs, and the LayerNorms over channels and
+        # the grid <-> token views of the blocks need no copies.
         x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(4):
