@@ -192,10 +192,10 @@ def checkpoint_filter_fn(checkpoint, model, classifier=False, prefix=None,
     check_fit(model, backbone, source, exact=classifier)
     if logger is not None:
         head_names = sorted({k.split('.')[1] for k in heads})
-        logger.info(f'GLNet weights from {source}: {len(backbone)} backbone '
-                    f'tensors, heads {head_names} '
-                    + ('(the classifier layout)' if classifier else
-                       '(dropped: a backbone does not use them)'))
+        what = ("the classifier's" if classifier else
+                'dropped: a backbone does not use them')
+        logger.info(f'{source}: {len(backbone)} GLNet backbone tensors'
+                    + (f', heads {head_names} ({what})' if heads else ''))
         if classifier and 'tklb_aux_head' in head_names:
             logger.info('A token-labeling file: its token head '
                         '(head.tklb_aux_head) is used only by '
