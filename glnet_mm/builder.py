@@ -48,7 +48,7 @@ def build_backbone(config, checkpoint=None, **changes):
             file or an OpenMMLab checkpoint holding ``backbone.*`` (read
             safely; a file that does not fit is an error naming the keys).
             Without it the config's ``init_cfg`` is dropped and the weights
-            are the initial ones.
+            are the constructor's (random).
         **changes: Backbone settings to override, e.g. ``with_cp=True``.
 
     Returns:
@@ -61,9 +61,7 @@ def build_backbone(config, checkpoint=None, **changes):
     if not isinstance(model, GLNet):
         raise ValueError(f'{name}: model.backbone built a '
                          f'{type(model).__name__}, not a GLNet')
-    if checkpoint is None:
-        model.init_weights()
-    else:
+    if checkpoint is not None:
         from mmengine.logging import MMLogger
         load_pretrained(model, checkpoint,
                         logger=MMLogger.get_current_instance())
