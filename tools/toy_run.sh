@@ -10,8 +10,8 @@
 #      IoUMetric and coloured overlays (ground truth | prediction);
 #      classification, top-1 on the toy val split and the slot figure of one
 #      validation image (tools/visualize_slots.py).
-# The README's CPU toy demo, `make demo`, is the detection run. Environment: CONFIG (detection only) and
-# WORK_DIR override the defaults below.
+# The README's CPU toy demo, `make demo`, is the detection run. Environment:
+# CONFIG (detection only) and WORK_DIR override the defaults below.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
