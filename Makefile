@@ -13,7 +13,7 @@ setup:
 	bash .dev_scripts/setup_env.sh
 
 demo: setup
-	bash tools/demo.sh
+	bash tools/toy_run.sh detection
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)

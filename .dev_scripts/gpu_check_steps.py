@@ -110,6 +110,8 @@ def _train(cfg, name, device, work):
     """Train one config with mmengine's Runner; losses, s/iter, memory."""
     import torch
     from mmengine.runner import Runner
+
+    from glnet_mm.analysis import count_params
     cfg.work_dir = osp.join(work, name)
     cfg.experiment_name = f'gpu_check_{name}'  # its own MessageHub
     if device == 'cpu':
@@ -136,7 +138,7 @@ def _train(cfg, name, device, work):
         loss_falls=last < LOSS_FALL * first,
         finite=all(math.isfinite(v) for v in losses),
         optim_wrapper=cfg.optim_wrapper.type,
-        params_m=sum(p.numel() for p in runner.model.parameters()) / 1e6)
+        params_m=count_params(runner.model) / 1e6)
 
 
 def _schedule(cfg, args):

@@ -1,6 +1,6 @@
 """Import this module to turn on safe checkpoint loading for the process.
 
-It is the config form of :func:`glnet_mm.checkpoint.enable_safe_loading`::
+It is the config form of :func:`glnet_mm.checkpoint_io.enable_safe_loading`::
 
     custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading'],
                           allow_failed_imports=False)
@@ -10,6 +10,6 @@ Every ``torch.load`` of the run (mmengine's ``load_from``, ``resume`` and
 of :mod:`glnet_mm.safe_unpickler`, on every supported torch; under
 torch >= 2.6 that is also what lets mmengine resume its own checkpoints.
 """
-from .checkpoint import enable_safe_loading
+from .checkpoint_io import enable_safe_loading
 
 enable_safe_loading()

@@ -1,5 +1,6 @@
 import functools
 import http.server
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -42,6 +43,25 @@ def official_flops():
 def load_golden(variant):
     return torch.load(reference_path(f'golden_{variant}.pt'),
                       weights_only=True)
+
+
+def load_tool(name):
+    """The module of ``tools/<name>.py`` (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def arch_from_official(config):
+    """The GLNet ``arch`` of the official constructor switches recorded in
+    the reference data (``depth``, ``embed_dim``, ``mixing_modes``, ...)."""
+    config = dict(config)
+    norm = config.pop('norm_layer', 'BatchNorm2d')
+    assert norm == 'BatchNorm2d', f'unsupported official norm_layer {norm!r}'
+    renames = dict(depth='depths', embed_dim='channels')
+    return {renames.get(k, k): v for k, v in config.items()}
 
 
 @pytest.fixture(autouse=True)

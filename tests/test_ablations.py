@@ -278,7 +278,7 @@ def test_parallel_branches_sum(switches, grad):
     local branch returns (the dispatch GEMM sums into a channels-last local
     map in place; a window-attention map is summed out of place)."""
     torch.manual_seed(0)
-    block = GLMixBlock(64, 2, **switches).eval()
+    block = GLMixBlock(64, 2, switches).eval()
     x = torch.randn(2, 64, 13, 18).contiguous(
         memory_format=torch.channels_last).requires_grad_(grad)
     with torch.set_grad_enabled(grad):

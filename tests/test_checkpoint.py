@@ -7,13 +7,12 @@ import textwrap
 
 import pytest
 import torch
-from conftest import REPO, load_golden
+from conftest import REPO, arch_from_official, load_golden
 
 from glnet_mm import GLNet, load_pretrained, safe_load
-from glnet_mm.checkpoint import (CheckpointError, OpaqueObject,
-                                 arch_from_official)
+from glnet_mm.checkpoint_io import CheckpointError
 from glnet_mm.compat import torch_at_least
-from glnet_mm.safe_unpickler import RefusedGlobal
+from glnet_mm.safe_unpickler import OpaqueObject, RefusedGlobal
 
 
 def official_like_checkpoint(path, golden):
@@ -165,7 +164,7 @@ def test_openmmlab_checkpoint_with_backbone_prefix(tmp_path, golden_stl):
 def test_mmengine_runner_checkpoint_loads(tmp_path):
     """What an mmengine runner saves (message hub with HistoryBuffers, numpy
     scalars and arrays) loads through mmengine's own loader, safely."""
-    from glnet_mm.checkpoint import safe_loading
+    from glnet_mm.checkpoint_io import safe_loading
     import numpy as np
     from mmengine.logging import HistoryBuffer, MessageHub
     from mmengine.runner.checkpoint import CheckpointLoader
@@ -246,7 +245,7 @@ def test_safe_loading_is_explicit(official_file):
         from mmengine.config import Config
         from mmengine.runner.checkpoint import CheckpointLoader
         import glnet_mm
-        from glnet_mm.checkpoint import safe_loading_enabled
+        from glnet_mm.checkpoint_io import safe_loading_enabled
         print('enabled before:', safe_loading_enabled())
         try:
             ckpt = CheckpointLoader.load_checkpoint({official_file!r})
@@ -283,8 +282,8 @@ def test_safe_loading_context_keeps_the_process_switch():
     block alone gives torch.load back on exit."""
     script = textwrap.dedent("""
         import torch
-        from glnet_mm.checkpoint import (enable_safe_loading, safe_loading,
-                                         safe_loading_enabled)
+        from glnet_mm.checkpoint_io import (
+            enable_safe_loading, safe_loading, safe_loading_enabled)
         with safe_loading():
             print(safe_loading_enabled(), torch.load.__module__)
         print(safe_loading_enabled(), torch.load.__module__)
@@ -317,7 +316,7 @@ def test_every_torch_load_is_restricted_inside_the_block(tmp_path, zipfile):
     """Inside safe_loading(), torch.load refuses code whatever its caller
     passes (torch.hub passes weights_only=False), in the zip and in the
     legacy file format, on every torch."""
-    from glnet_mm.checkpoint import safe_loading
+    from glnet_mm.checkpoint_io import safe_loading
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
     torch.save({'x': _evil(marker)}, path,

@@ -1,18 +1,17 @@
 """ImageNet classification with mmpretrain: configs, official weights through
 the converter and the runner, toy data and a toy training run."""
 import glob
-import importlib.util
 import os
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from conftest import load_golden
+from conftest import arch_from_official, load_golden
+from conftest import load_tool as tool
 from mmengine.config import Config
 
 from glnet_mm.analysis import count_params
-from glnet_mm.checkpoint import arch_from_official
 from glnet_mm.datasets.toy_imagefolder import (TOY_SHAPES_CLASSES,
                                                make_toy_imagefolder,
                                                render_toy_shape)
@@ -42,14 +41,6 @@ def build(cfg):
     model = dict(cfg.model)
     model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     return MODELS.build(model)
-
-
-def tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 SHARED_IMPORTS = Config.fromfile(

@@ -1,21 +1,15 @@
 """glnet_mm.compat: what differs between torch versions, and the refusals of
 features that need a newer torch than the one running."""
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import load_tool
 
 from glnet_mm import compat
 
 
 def load_export_tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx', osp.join(REPO, 'tools', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('export_onnx')
 
 
 def test_torch_version_parsing():

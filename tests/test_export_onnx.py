@@ -2,7 +2,6 @@
 GLNet-4G families (the golden models: the released switches, fewer blocks),
 at the export size and, with --dynamic, at other batches and sizes (one not
 divisible by 32)."""
-import importlib.util
 import os.path as osp
 
 import numpy as np
@@ -10,10 +9,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import REPO, load_golden
+from conftest import REPO, arch_from_official, load_golden, load_tool
 from mmengine.config import Config
-
-from glnet_mm.checkpoint import arch_from_official
 
 TOLERANCE = 1e-4
 EXPORT_SIZE = (160, 224)  # the golden input size
@@ -28,15 +25,7 @@ CASES = {
 }
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx', osp.join(REPO, 'tools', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool('export_onnx')
 
 
 def golden_config(tmp_path, golden, base, classifier):

@@ -1,8 +1,11 @@
 """The fast paths compute what the plain PyTorch layers compute.
 
 Fused self-attention, in-place GELU and residual sums, channels-last maps
-and the pooling: each against its reference, with and without autograd.
+and the pooling: each against its reference, with and without autograd;
+the in-place rule at every call site.
 """
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -10,6 +13,7 @@ import torch.nn.functional as F
 
 from glnet_mm import GLNet
 from glnet_mm.compat import NEEDS, torch_at_least
+from glnet_mm.models import glmix
 from glnet_mm.models.glmix import GELU, SelfAttention, residual
 from glnet_mm.models.pooling import adaptive_avg_pool2d, running_sum_pool2d
 
@@ -116,3 +120,93 @@ def test_memory_format_and_input_untouched(arch):
     xg = x.clone().requires_grad_()
     sum(o.mean() for o in model(xg)).backward()
     assert torch.equal(xg.detach(), keep) and xg.grad.abs().sum() > 0
+
+
+# Every kind of block and every ablation switch, so that every call site of
+# the in-place fast paths runs (tiny sizes: the rule does not depend on them).
+RULE_ARCHS = [
+    dict(base='stl'),  # GLMix (parallel) + TransformerBlock
+    dict(base='4g', layerscale=1e-4),  # + MHABlock, cpe, mlp_dw, layerscale
+    dict(base='stl', branches='local'),
+    dict(base='stl', branches='global'),
+    dict(base='stl', branches='global->local'),
+    dict(base='stl', branches='local->global'),
+    dict(base='stl', local_op='wmhsa', local_window=3),
+    dict(base='stl', slot_init='hashing', clustering='kmeans',
+         kmeans_iters=2),
+    dict(base='stl', slot_init='param'),
+]
+
+
+def _call_sites(pattern):
+    """Line numbers of glmix.py where ``pattern`` is called."""
+    import inspect
+    import re
+    lines = inspect.getsource(glmix).splitlines()
+    return {i + 1 for i, line in enumerate(lines)
+            if re.search(pattern, line) and not line.lstrip().startswith(
+                ('def ', '#', '"""', '(')) and '``' not in line}
+
+
+def _forward_and_grads(model, x, grad):
+    x = x.clone().requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        outs = model(x)
+    if not grad:
+        return list(outs)
+    sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum()
+        for o in outs).backward()
+    return list(outs) + [x.grad] + [p.grad for p in model.parameters()
+                                    if p.grad is not None]
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_in_place_rule_holds_at_every_call_site(grad, monkeypatch):
+    """The rule of glmix's in-place fast paths (residual sums, GELU, the
+    dispatch GEMM) holds wherever they are used: every block kind and
+    ablation computes the same with them as with every operation out of
+    place (``IN_PLACE`` off), values and gradients, and every call site ran.
+    (A dispatch that wrote into the wrong map once lost the global
+    branch.)"""
+    residual_lines, dispatched = set(), []
+    plain_residual = glmix.residual
+
+    def recording_residual(x, branch):
+        residual_lines.add(sys._getframe(1).f_lineno)
+        return plain_residual(x, branch)
+
+    plain_branch = glmix.GLMixBlock.global_branch
+
+    def recording_branch(self, slots, x, out=None):
+        dispatched.append(out is not None and out.is_contiguous(
+            memory_format=torch.channels_last))
+        return plain_branch(self, slots, x, out)
+
+    monkeypatch.setattr(glmix, 'residual', recording_residual)
+    monkeypatch.setattr(glmix.GLMixBlock, 'global_branch', recording_branch)
+    gelu_owners = set()
+    x = torch.randn(2, 3, 45, 61)
+    for arch in RULE_ARCHS:
+        torch.manual_seed(0)
+        model = GLNet(dict(arch, depths=[1, 1, 2, 1],
+                           channels=[32, 64, 96, 128]),
+                      drop_path_rate=0.1).eval()
+        for name, module in model.named_modules():
+            if isinstance(module, glmix.GELU):
+                owner = model.get_submodule(name.rsplit('.', 2)[0])
+                module.register_forward_hook(
+                    lambda m, a, o, owner=type(owner).__name__:
+                    gelu_owners.add(owner))
+        fast = _forward_and_grads(model, x, grad)
+        model.zero_grad(set_to_none=True)
+        monkeypatch.setattr(glmix, 'IN_PLACE', False)
+        plain = _forward_and_grads(model, x, grad)
+        monkeypatch.setattr(glmix, 'IN_PLACE', True)
+        model.zero_grad(set_to_none=True)
+        assert len(fast) == len(plain), arch
+        for a, b in zip(fast, plain):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5,
+                                       msg=lambda m: f'{arch}: {m}')
+    assert residual_lines == _call_sites(r'\bresidual\('), residual_lines
+    assert gelu_owners == {'GLMixBlock', 'MHABlock', 'TransformerBlock'}
+    assert any(dispatched) and not all(dispatched)  # into local's map or not

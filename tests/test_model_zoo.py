@@ -12,13 +12,16 @@ import textwrap
 
 import pytest
 import torch
-from conftest import REPO, load_golden, reference_path
+from conftest import (REPO, arch_from_official, load_golden, load_tool,
+                      reference_path)
 from mmengine.config import Config
 
 import glnet_mm.classification  # noqa: F401  (head + ModelHub)
 from glnet_mm.analysis import count_flops, count_params
-from glnet_mm.checkpoint import CheckpointError, arch_from_official
-from glnet_mm.classifier_checkpoint import official_to_classifier
+from glnet_mm import checkpoint_filter_fn
+from glnet_mm.checkpoint_io import CheckpointError
+from glnet_mm.models.checkpoint_filter import (classifier_state_dict,
+                                               split_weights)
 
 CONFIGS = osp.join(REPO, 'configs', 'classification')
 TKLB = {'4g': 84.4, '9g': 85.3}  # official top-1
@@ -91,8 +94,9 @@ def test_tklb_params_and_keys(size, tklb_keys):
     model = get_model(f'glnet-{size}-tklb_3rdparty_in1k')
     assert count_params(model) == ref['params_total']
     assert count_params(model.backbone) == ref['params_without_heads']
-    converted = official_to_classifier(
-        {k: torch.empty(s) for k, s in ref['state_dict'].items()})
+    converted = checkpoint_filter_fn(
+        {k: torch.empty(s) for k, s in ref['state_dict'].items()},
+        model.backbone, classifier=True)
     own = model.state_dict()
     assert set(converted) == set(own)
     for key, tensor in converted.items():
@@ -231,10 +235,9 @@ def test_get_model_refuses_a_file_that_does_not_fit(golden_4g, tmp_path):
 
 def test_mmpretrain_checkpoints_still_load(golden_4g, tmp_path):
     """A converted (mmpretrain-layout) file passes through untouched."""
-    from glnet_mm.checkpoint import convert_to_mmpretrain
     path = tmp_path / 'converted.pth'
-    torch.save(dict(state_dict=convert_to_mmpretrain(golden_4g['state_dict']),
-                    meta=dict()), path)
+    converted = classifier_state_dict(*split_weights(golden_4g['state_dict']))
+    torch.save(dict(state_dict=converted, meta=dict()), path)
     model = get_model('glnet-4g_3rdparty_in1k', pretrained=str(path),
                       **golden_overrides(golden_4g))
     with torch.no_grad():
@@ -333,13 +336,9 @@ def test_tklb_file_initialises_a_backbone(golden_tklb, tmp_path):
 def test_converted_tklb_file_loads_strictly(golden_tklb, tmp_path):
     """tools/convert_official.py on a token-labeling file: an mmpretrain
     checkpoint of the tklb classifier (the token head under head.)."""
-    import importlib.util
     from mmengine.runner import load_checkpoint
     from mmpretrain.registry import MODELS
-    spec = importlib.util.spec_from_file_location(
-        'convert_official', osp.join(REPO, 'tools', 'convert_official.py'))
-    converter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(converter)
+    converter = load_tool('convert_official')
     src = write_official(tmp_path / 'glnet_4g_tklb.pth', golden_tklb)
     dst = str(tmp_path / 'glnet-4g-tklb_3rdparty_in1k.pth')
     converter.convert(src, dst)

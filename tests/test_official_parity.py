@@ -2,13 +2,11 @@
 and FLOPs of every released model."""
 import pytest
 import torch
-from conftest import GOLDEN, RELEASED, load_golden
+from conftest import GOLDEN, RELEASED, arch_from_official, load_golden
 
-from glnet_mm import GLNet
+from glnet_mm import GLNet, checkpoint_filter_fn, load_pretrained
 from glnet_mm.analysis import ATTENTION_CORE, count_params, flop_counts
 from glnet_mm.models import resolve_arch
-from glnet_mm.checkpoint import (arch_from_official,
-                                 convert_to_mmpretrain, load_pretrained)
 
 
 def classifier(arch, num_classes=1000):
@@ -51,7 +49,8 @@ def test_golden_logits_through_mmpretrain(variant):
     golden = load_golden(variant)
     arch = arch_from_official(golden['config'])
     model = classifier(arch, num_classes=10)
-    state = convert_to_mmpretrain(golden['state_dict'])
+    state = checkpoint_filter_fn(golden['state_dict'], model.backbone,
+                                 classifier=True)
     result = model.load_state_dict(state, strict=False)
     assert not result.unexpected_keys
     assert not [k for k in result.missing_keys
@@ -78,8 +77,9 @@ def test_released_params_and_keys(variant, official_keys):
     assert count_params(model) == ref['params_total']
     assert count_params(model.backbone) == ref['params_without_head']
     own = model.state_dict()
-    converted = convert_to_mmpretrain(
-        {k: torch.empty(s) for k, s in ref['state_dict'].items()})
+    converted = checkpoint_filter_fn(
+        {k: torch.empty(s) for k, s in ref['state_dict'].items()},
+        model.backbone, classifier=True)
     assert len(converted) == len(ref['state_dict'])
     for key, tensor in converted.items():
         assert key in own, key

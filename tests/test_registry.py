@@ -183,3 +183,34 @@ def test_model_code_imports_without_mmcv():
                          text=True)
     assert out.returncode == 0, out.stderr
     assert '(1, 768, 2, 2)' in out.stdout and 'True' in out.stdout
+
+
+@pytest.mark.parametrize('config', [
+    'detection/mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py',
+    'segmentation/upernet_glnet-toy_1xb8-600iter_toy-ade-128x128.py',
+    'classification/glnet-toy_1xb64-20e_toy-shapes.py'])
+def test_build_backbone_of_a_config(config, tmp_path):
+    """``glnet_mm.build_backbone``, what every tool builds: the config's
+    GLNet through the registry, settings overridden, weights loaded."""
+    import os.path as osp
+    from mmengine.config import Config
+
+    from glnet_mm import build_backbone
+    path = osp.join(REPO, 'configs', config)
+    expected = Config.fromfile(path).model.backbone
+    backbone = build_backbone(path, with_cp=True)
+    assert isinstance(backbone, GLNet) and backbone.with_cp
+    assert backbone.out_indices == sorted(expected.out_indices)
+    assert backbone.arch == GLNet(expected.arch).arch
+    checkpoint = tmp_path / 'model.pth'
+    torch.save(dict(state_dict={f'backbone.{k}': v + 1 for k, v in
+                                backbone.state_dict().items()}), checkpoint)
+    loaded = build_backbone(path, str(checkpoint))
+    for (k, a), b in zip(backbone.state_dict().items(),
+                         loaded.state_dict().values()):
+        assert torch.equal(a + 1, b), k
+    resnet = tmp_path / 'resnet.py'
+    resnet.write_text("model = dict(backbone=dict(type='ResNet', depth=18))")
+    with pytest.raises(ValueError, match="resnet.py: model.backbone is not "
+                       "a GLNet \\(type='ResNet'\\)"):
+        build_backbone(str(resnet))

@@ -132,22 +132,17 @@ def test_toy_configs_carry_the_rng_state_hook():
         assert 'glnet_mm.hooks' in cfg.custom_imports.imports
 
 
-def test_segmentation_killed_and_resumed_is_exact(tmp_path):
-    root = str(tmp_path / 'ade')
-    make_toy_ade(root, num_train=8, num_val=2)
-    config = write_config(tmp_path / 'cfg.py', SEG_CONFIG,
-                          SEG_BODY.format(root=root))
-    metrics = check_exact_resume(tmp_path, config, kill_at=4, total=8)
-    assert 'mIoU' in metrics
-
-
-def test_detection_killed_and_resumed_is_exact(tmp_path):
-    root = str(tmp_path / 'coco')
-    make_toy_coco(root, num_train=8, num_val=2)
-    config = write_config(tmp_path / 'cfg.py', DET_CONFIG,
-                          DET_BODY.format(root=root))
-    metrics = check_exact_resume(tmp_path, config, kill_at=4, total=6)
-    assert 'coco/bbox_mAP' in metrics
+@pytest.mark.parametrize('make, config, body, total, metric', [
+    (make_toy_ade, SEG_CONFIG, SEG_BODY, 8, 'mIoU'),
+    (make_toy_coco, DET_CONFIG, DET_BODY, 6, 'coco/bbox_mAP'),
+], ids=['segmentation', 'detection'])
+def test_killed_and_resumed_is_exact(make, config, body, total, metric,
+                                     tmp_path):
+    root = str(tmp_path / 'data')
+    make(root, num_train=8, num_val=2)
+    config = write_config(tmp_path / 'cfg.py', config, body.format(root=root))
+    metrics = check_exact_resume(tmp_path, config, kill_at=4, total=total)
+    assert metric in metrics
 
 
 def test_segmentation_two_processes_killed_and_resumed_is_exact(tmp_path):

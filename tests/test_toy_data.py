@@ -1,11 +1,13 @@
 """The toy-data generators share one command line and one output guard, and
-each imports only what it needs (no OpenMMLab toolbox)."""
+each imports only what it needs (no OpenMMLab toolbox); the toy runs have
+one entry, the task as its argument."""
 import importlib
 import os
 import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 GENERATORS = ('toy_coco', 'toy_ade', 'toy_imagefolder')
 
@@ -45,3 +47,25 @@ def test_one_command_line_and_guard(name, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / 'file')])
     assert 'not a folder' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('name', GENERATORS)
+def test_python_dash_m(name, tmp_path):
+    """``python -m glnet_mm.datasets.<name> OUT_DIR ...``, the documented
+    command, writes the data."""
+    out = tmp_path / 'data'
+    proc = subprocess.run(
+        [sys.executable, '-m', f'glnet_mm.datasets.{name}', str(out),
+         '--num-train', '1', '--num-val', '1', '--size', '64'],
+        cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'train images' in proc.stdout and os.listdir(out)
+
+
+def test_toy_run_takes_the_task():
+    for args in ([], ['imagenet']):
+        proc = subprocess.run(
+            ['bash', os.path.join(REPO, 'tools', 'toy_run.sh'), *args],
+            capture_output=True, text=True)
+        assert proc.returncode == 2 and 'usage' in proc.stderr
+        assert 'detection|segmentation|classification' in proc.stderr

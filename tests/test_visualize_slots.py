@@ -1,6 +1,5 @@
 """tools/visualize_slots.py: k-medoids, hook capture, the PNG grid for a
 classifier and for the backbone of a detector config."""
-import importlib.util
 import os.path as osp
 
 import mmcv
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from conftest import load_tool
 from PIL import Image
 
 from glnet_mm import GLNet
@@ -20,11 +20,7 @@ TOY_CONFIG = osp.join(REPO, 'configs', 'classification',
 
 @pytest.fixture(scope='module')
 def vis():
-    spec = importlib.util.spec_from_file_location(
-        'visualize_slots', osp.join(REPO, 'tools', 'visualize_slots.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('visualize_slots')
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def checkpoints(work_dir):
 
 def weights_and_meta(path):
     """A checkpoint, read with the project's safe loading."""
-    from glnet_mm.checkpoint import safe_load
+    from glnet_mm import safe_load
     return safe_load(path)
 
 

@@ -69,6 +69,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a checkout without installing
 
 from glnet_mm import benchmark as harness  # noqa: E402
+from glnet_mm.analysis import count_flops, count_params  # noqa: E402
 
 GLNET = {
     'glnet-stl': 'stl',
@@ -217,13 +218,13 @@ def build(task, spec, device, channels_last=False, with_cp=False):
     batch: ``make(batch, (h, w), train) -> dict`` of forward arguments.
     ``with_cp``: the backbone with activation checkpointing."""
     if task == 'backbone':
-        import glnet_mm  # noqa: F401  (GLNet in mmengine's registry)
+        cfg = _backbone_cfg(spec, classifier=False, with_cp=with_cp)
         if spec in GLNET:
-            model = glnet_mm.GLNet(_glnet_arch(spec), with_cp=with_cp)
+            from glnet_mm import build_backbone
+            model = build_backbone(cfg)
         else:
             from mmpretrain.registry import MODELS
-            model = MODELS.build(_backbone_cfg(spec, classifier=False,
-                                               with_cp=with_cp))
+            model = MODELS.build(cfg)
         make = _image_batch
     elif task == 'classifier':
         import glnet_mm  # noqa: F401
@@ -371,7 +372,6 @@ def gflops_per_image(model, size, device):
     eval mode (count_flops restores the mode) on a CPU copy if the model
     lives elsewhere or checkpoints (which the tracer cannot follow; FLOPs do
     not depend on it)."""
-    from glnet_mm.analysis import count_flops
     if torch.device(device).type != 'cpu' or any(
             getattr(m, 'with_cp', False) for m in model.modules()):
         model = copy.deepcopy(model).cpu()
@@ -541,9 +541,7 @@ def main(argv=None):
             size=f'{args.size[0]}x{args.size[1]}', batch=args.batch,
             precision=args.precision, channels_last=args.channels_last,
             compile=args.compile, with_cp=args.with_cp,
-            params_m=sum(p.numel() for p in (
-                model.backbone if hasattr(model, 'backbone') else
-                model).parameters()) / 1e6)
+            params_m=count_params(getattr(model, 'backbone', model)) / 1e6)
         if flops:
             try:
                 row['gflops_per_image'] = gflops_per_image(

@@ -6,8 +6,9 @@ average pooling, ``LinearClsHead``; for the token-labeling files the
 ``TokenLabelingClsHead`` of the ``*-tklb`` configs) with ``mim test ...
 --checkpoint`` or ``load_from``. (Those configs also take the released files
 directly, converted on load.) The EMA weights (``model_ema``, GLNet-16G's
-reported ones) are taken when present unless ``--no-ema``. The source is read by
-glnet_mm's restricted unpickler (``glnet_mm.checkpoint.safe_load``: no pickled
+reported ones) are taken when present unless ``--no-ema``. The keys are mapped
+by glnet_mm's one converter (``glnet_mm.models.checkpoint_filter``), the
+source is read by its restricted unpickler (``glnet_mm.safe_load``: no pickled
 code runs); an existing output is never overwritten.
 
 Example:
@@ -22,8 +23,9 @@ import sys
 
 import torch
 
-from glnet_mm.checkpoint import CheckpointError, extract_state_dict, safe_load
-from glnet_mm.classifier_checkpoint import official_to_classifier
+from glnet_mm.checkpoint_io import CheckpointError, safe_load
+from glnet_mm.models.checkpoint_filter import (classifier_state_dict,
+                                               pick_weights, split_weights)
 
 
 def sha256(path):
@@ -48,13 +50,14 @@ def convert(src, dst, prefer_ema=True):
     """
     if osp.exists(dst):
         raise FileExistsError(f'{dst} exists; refusing to overwrite it')
-    weights, key = extract_state_dict(safe_load(src), prefer_ema)
-    if 'head.weight' not in weights or not any(
-            k.startswith('stages.') for k in weights):
+    weights, key = pick_weights(safe_load(src), prefer_ema)
+    backbone, heads = split_weights(weights)
+    if 'head.fc.weight' not in heads or not any(
+            k.startswith('stages.') for k in backbone):
         raise CheckpointError(
             f'{src} [{key}] is not an official GLNet classifier: it lacks '
             f'head.weight or stages.*; its keys are e.g. {list(weights)[:5]}')
-    state_dict = official_to_classifier(weights)
+    state_dict = classifier_state_dict(backbone, heads)
     checkpoint = dict(
         state_dict=state_dict,
         meta=dict(source=osp.basename(src), source_sha256=sha256(src),

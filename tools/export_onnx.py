@@ -94,15 +94,12 @@ def build_model(cfg, checkpoint=None, backbone_only=False):
         or ``'backbone'``, output names.
     """
     from mmengine.registry import MODELS, init_default_scope
+    from glnet_mm.builder import backbone_config, build_backbone
+    backbone_config(cfg)  # raises unless model.backbone is a GLNet
     init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model_cfg = cfg.model
-    if model_cfg.get('backbone', {}).get('type') != 'GLNet':
-        raise ValueError(f'{cfg.filename}: model.backbone is not a GLNet '
-                         f'(type {model_cfg.get("backbone", {}).get("type")})')
-    is_classifier = model_cfg.get('type') == 'ImageClassifier'
-    if is_classifier and not backbone_only:
+    if cfg.model.get('type') == 'ImageClassifier' and not backbone_only:
         from mmengine.runner import load_checkpoint
-        model_cfg = dict(model_cfg)
+        model_cfg = dict(cfg.model)
         model_cfg.setdefault('data_preprocessor',
                              cfg.get('data_preprocessor'))
         classifier = MODELS.build(model_cfg)
@@ -113,13 +110,7 @@ def build_model(cfg, checkpoint=None, backbone_only=False):
         else:
             classifier.init_weights()
         return ClassifierLogits(classifier).eval(), 'classifier', ['logits']
-    backbone_cfg = dict(model_cfg.backbone)
-    backbone_cfg.pop('init_cfg', None)
-    if checkpoint:
-        backbone_cfg['init_cfg'] = dict(type='Pretrained',
-                                        checkpoint=checkpoint)
-    backbone = MODELS.build(backbone_cfg)
-    backbone.init_weights()
+    backbone = build_backbone(cfg, checkpoint or None)
     names = [f'out{i}' for i in range(len(backbone.out_indices))]
     return backbone.eval(), 'backbone', names
 

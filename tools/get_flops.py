@@ -14,7 +14,7 @@ import argparse
 import torch
 import torch.nn as nn
 
-from glnet_mm import GLNet
+from glnet_mm import GLNet, build_backbone
 from glnet_mm.analysis import count_flops, count_params
 
 
@@ -32,19 +32,6 @@ class ImageNetClassifier(nn.Module):
         return self.head(self.backbone(x)[0].mean((2, 3)))
 
 
-def backbone_from_config(path):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    import glnet_mm  # noqa: F401  (registers GLNet)
-    cfg = Config.fromfile(path)
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    backbone = dict(cfg.model.backbone)
-    backbone.pop('init_cfg', None)
-    return registry.build(backbone)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     src = parser.add_mutually_exclusive_group()
@@ -58,7 +45,7 @@ def main():
     shape = (1, 3, *args.shape)
 
     if args.config:
-        models = {args.config: backbone_from_config(args.config)}
+        models = {args.config: build_backbone(args.config)}
     else:
         names = list(GLNet.arch_zoo) if args.arch == 'all' else [args.arch]
         models = {f'GLNet-{n}': ImageNetClassifier(n) for n in names}

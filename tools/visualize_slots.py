@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from glnet_mm import GLNet, load_pretrained
+from glnet_mm import build_backbone
 from glnet_mm.slots import (COLOURS, capture_assignments,  # noqa: F401
                             default_blocks, kmedoids, slot_distances,
                             slot_figure)
@@ -39,27 +39,15 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
-def build_backbone(config, checkpoint=None):
-    """The GLNet backbone of ``config``, with ``checkpoint`` loaded.
-
-    Returns:
-        tuple[GLNet, dict]: The backbone (eval mode) and the config's data
-        preprocessor settings (may be empty).
-    """
-    cfg = Config.fromfile(config)
-    model = cfg.get('model') or {}
-    backbone = dict(model.get('backbone') or {})
-    if not str(backbone.get('type', '')).endswith('GLNet'):
-        raise ValueError(f'{config}: model.backbone is not a GLNet '
-                         f'(type={backbone.get("type")!r})')
-    backbone.pop('type')
-    backbone.pop('init_cfg', None)  # weights come from --checkpoint
-    net = GLNet(**backbone)
-    if checkpoint:
-        load_pretrained(net, checkpoint)
-    else:
+def backbone_and_preprocess(config, checkpoint=None):
+    """The GLNet backbone of ``config`` (eval mode), ``checkpoint`` loaded,
+    and the config's data preprocessor settings (may be empty)."""
+    if not checkpoint:
         warnings.warn('no --checkpoint: visualizing a randomly initialised '
                       'GLNet')
+    cfg = Config.fromfile(config)
+    net = build_backbone(cfg, checkpoint)
+    model = cfg.get('model') or {}
     preprocess = model.get('data_preprocessor') or cfg.get(
         'data_preprocessor') or {}
     return net.eval(), dict(preprocess)
@@ -109,7 +97,7 @@ def visualize(config, image, out, checkpoint=None, blocks=None,
         raise FileExistsError(f'{out} exists; refusing to overwrite it')
     if not out.lower().endswith('.png'):
         raise ValueError(f'--out must be a .png file, got {out}')
-    net, preprocess = build_backbone(config, checkpoint)
+    net, preprocess = backbone_and_preprocess(config, checkpoint)
     if blocks is None:
         blocks = default_blocks(net)
         if not blocks:

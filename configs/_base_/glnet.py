@@ -4,7 +4,7 @@
 
 # Register GLNet (import glnet_mm: torch + mmengine only), turn on safe
 # checkpoint loading for the run (weights_only with the project's allow-list,
-# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint.py),
+# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint_io.py),
 # and register RNGStateHook and SlotVisualizationHook (glnet_mm.hooks) and
 # ModuleLrMultConstructor (glnet_mm.optim); all mmengine only.
 # Each task's base sets `custom_imports = {{_base_.glnet_custom_imports}}`

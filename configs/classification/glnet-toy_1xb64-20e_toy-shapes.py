@@ -1,9 +1,10 @@
 # CPU toy run: GLNet-STL's ImageNet recipe on the tiny 'toy' GLNet and the
 # generated six-class toy-shapes image folder. Make the data, then train:
-#   python tools/make_toy_imagefolder.py data/toy_shapes
+#   python -m glnet_mm.datasets.toy_imagefolder data/toy_shapes
 #   mim train mmpretrain \
 #       configs/classification/glnet-toy_1xb64-20e_toy-shapes.py
-# (tools/toy_classification.sh does both, then tests and draws the slots).
+# (`bash tools/toy_run.sh classification` does both, then tests and draws the
+# slots).
 _base_ = './glnet-stl_16xb128_in1k.py'
 
 # No Mixup/CutMix: on a few thousand 32x32 images they slow learning down far
@@ -22,18 +23,15 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+toy_dataset = dict(type='CustomDataset', data_root=data_root)
 train_dataloader = dict(
-    batch_size=64,
-    num_workers=1,
-    persistent_workers=True,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
-                 data_prefix='train', pipeline=train_pipeline))
+    batch_size=64, num_workers=1, persistent_workers=True,
+    dataset=dict(toy_dataset, _delete_=True, data_prefix='train',
+                 pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=100,
-    num_workers=1,
-    persistent_workers=True,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
-                 data_prefix='val', pipeline=test_pipeline))
+    batch_size=100, num_workers=1, persistent_workers=True,
+    dataset=dict(toy_dataset, _delete_=True, data_prefix='val',
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator

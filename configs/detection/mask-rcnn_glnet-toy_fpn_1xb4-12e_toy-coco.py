@@ -1,8 +1,8 @@
 # CPU toy: the GLNet-STL Mask R-CNN config on the generated toy COCO
-# (tools/make_toy_coco.py: 4 shape classes, 160x160 images), with the reduced
-# GLNet arch 'toy' (STL switches, depths [1, 1, 2, 1], channels
-# [32, 64, 128, 256]) trained from scratch, 64-channel FPN/RPN/RoI heads,
-# fewer proposals and RoI samples, a 2-conv mask head, batch 4 on one
+# (python -m glnet_mm.datasets.toy_coco: 4 shape classes, 160x160 images),
+# with the reduced GLNet arch 'toy' (STL switches, depths [1, 1, 2, 1],
+# channels [32, 64, 128, 256]) trained from scratch, 64-channel FPN/RPN/RoI
+# heads, fewer proposals and RoI samples, a 2-conv mask head, batch 4 on one
 # process and a 12-epoch schedule. The detector, the data format and the
 # evaluation (CocoMetric, bbox and segm) are the real ones.
 _base_ = [

@@ -1,7 +1,8 @@
 # CPU toy: the GLNet-STL UPerNet config on the generated toy ADE
-# (tools/make_toy_ade.py), with the reduced GLNet arch 'toy' (STL switches,
-# depths [1, 1, 2, 1], channels [32, 64, 128, 256]) trained from scratch,
-# lighter decode/auxiliary heads, 128x128 crops and a 600-iteration schedule.
+# (python -m glnet_mm.datasets.toy_ade), with the reduced GLNet arch 'toy'
+# (STL switches, depths [1, 1, 2, 1], channels [32, 64, 128, 256]) trained
+# from scratch, lighter decode/auxiliary heads, 128x128 crops and a
+# 600-iteration schedule.
 # The model, the data format and the evaluation are the real ones.
 _base_ = [
     './upernet_glnet-stl_8xb2-160k_ade20k-512x512.py',

@@ -1,5 +1,5 @@
 """What the toy-data generators share: the output-folder guard and the
-command line (``tools/make_toy_*.py``)."""
+command line (``python -m glnet_mm.datasets.<toy> OUT_DIR ...``)."""
 import argparse
 import os
 import os.path as osp

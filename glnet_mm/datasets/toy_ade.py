@@ -177,6 +177,10 @@ def make_toy_ade(out_dir, num_train=240, num_val=60, size=(128, 160), seed=0,
 
 
 def main(argv=None):
-    """``tools/make_toy_ade.py``."""
+    """``python -m glnet_mm.datasets.toy_ade [OUT_DIR] ...``"""
     generator_main(make_toy_ade, 'Toy ADE semantic segmentation (ADE20K '
                    'layout).', 'data/toy_ade', 240, 60, (128, 160), argv)
+
+
+if __name__ == '__main__':
+    main()

@@ -17,9 +17,10 @@ which have a hole, and occluded objects, whose mask is the visible part), so
 both COCO mask formats are exercised. Every image is a pure function of
 ``(seed, split, index)``: the output is byte-identical from run to run.
 
-Command line (see ``tools/make_toy_coco.py``)::
+Command line::
 
-    python -m glnet_mm.datasets.toy_coco data/toy_coco
+    python -m glnet_mm.datasets.toy_coco data/toy_coco [--num-train N]
+        [--num-val N] [--size H [W]] [--seed S] [--force]
 """
 import json
 import math
@@ -226,7 +227,7 @@ def make_toy_coco(out_dir, num_train=320, num_val=64, size=(160, 160),
 
 
 def main(argv=None):
-    """``tools/make_toy_coco.py``."""
+    """``python -m glnet_mm.datasets.toy_coco [OUT_DIR] ...``"""
     generator_main(make_toy_coco, 'Toy COCO instance segmentation.',
                    'data/toy_coco', 320, 64, (160, 160), argv)
 

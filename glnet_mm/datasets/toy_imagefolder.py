@@ -142,7 +142,11 @@ def make_toy_imagefolder(out_dir, num_train=500, num_val=50, size=32, seed=0,
 
 
 def main(argv=None):
-    """``tools/make_toy_imagefolder.py``."""
+    """``python -m glnet_mm.datasets.toy_imagefolder [OUT_DIR] ...``"""
     generator_main(make_toy_imagefolder, 'Toy shapes image-folder '
                    'classification (6 classes; counts per class).',
                    'data/toy_shapes', 500, 50, (32, ), argv)
+
+
+if __name__ == '__main__':
+    main()

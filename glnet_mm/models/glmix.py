@@ -15,6 +15,16 @@ GLNet presets mix in at the deepest stages (token MHSA with a linear or conv MLP
 
 Only ``torch`` is needed here; the layout of parameter names follows the
 official release so its checkpoints load without renaming.
+
+**In-place fast paths.** Three operations write their result into a tensor
+instead of allocating a new one: :func:`residual` sums, :class:`GELU`
+without autograd, and the dispatch GEMM of :meth:`GLMixBlock.global_branch`
+(``baddbmm_`` into the local branch's map). They are correct under one rule:
+*the tensor written into is a fresh result that nothing else reads* (a
+layer's output just computed: not the block input, not a tensor autograd
+saved, not a view of either). Every call site follows it; with
+:data:`IN_PLACE` off they all compute out of place, which is how
+``tests/test_fast_paths.py`` checks each call site.
 """
 import math
 
@@ -75,15 +85,20 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
+# The in-place fast paths (module docstring); tests turn them off to check
+# that each call site follows the rule.
+IN_PLACE = True
+
+
 def residual(x, branch):
-    """``x + branch``, summed into ``branch`` where that gives the same
-    tensor: ``branch`` must be a fresh result that nothing else reads (a
-    layer's output; true at every call site here) and of the sum's dtype and
-    shape. Saves allocating, and page-faulting in, one map per residual;
-    autograd is unaffected (no layer here saves its own output). Compiled
-    graphs sum out of place (the compiler plans their memory itself; torch
-    2.1's dynamo cannot trace the identity test without a graph break)."""
-    if (not is_compiling() and branch is not x and branch.shape == x.shape
+    """``x + branch``, summed into ``branch`` (the in-place rule of the module
+    docstring) where that gives the same tensor: ``branch`` of the sum's
+    dtype and shape. Autograd is unaffected: no layer here saves its own
+    output. Compiled graphs sum out of place: the compiler plans their memory
+    itself, and torch 2.1's dynamo cannot trace the identity test without a
+    graph break."""
+    if (IN_PLACE and not is_compiling() and branch is not x
+            and branch.shape == x.shape
             and branch.dtype == torch.promote_types(x.dtype, branch.dtype)):
         return branch.add_(x)
     return x + branch
@@ -101,16 +116,13 @@ class ResidualDWConv(nn.Conv2d):
 
 
 class GELU(nn.GELU):
-    """``nn.GELU`` that writes over its input when no gradient is recorded.
-
-    Used only where the input is a fresh intermediate (a layer's output that
-    nothing else reads): inference then skips allocating the widest tensor of
-    the block, whose page faults cost as much as the GELU itself. With
-    autograd it is ``nn.GELU``.
-    """
+    """``nn.GELU`` that writes over its input when no gradient is recorded
+    (the in-place rule of the module docstring: its input is the hidden map
+    of an MLP, the widest tensor of the block). With autograd it is
+    ``nn.GELU``."""
 
     def forward(self, x):
-        if torch.is_grad_enabled() and x.requires_grad:
+        if not IN_PLACE or (torch.is_grad_enabled() and x.requires_grad):
             return super().forward(x)
         return torch.ops.aten.gelu_(x, approximate=self.approximate)
 
@@ -161,9 +173,10 @@ def local_convs(channels: int, kernel_size: int) -> nn.Sequential:
         nn.Conv2d(channels, channels, 1))
 
 
-# The switches of a GLMix block, their defaults (the released models) and the
-# choices of the named ones. :func:`check_glmix_switches` is the one place
-# where their rules live; GLNet's arch table is validated through it too.
+# The switches of a GLMix block and their defaults (the released models),
+# declared once; the choices of the named ones. :func:`check_glmix_switches`
+# is the one place where their rules live; GLNet's arch table is validated
+# through it too.
 GLMIX_SWITCHES = dict(num_slots=64, slot_init='ada_avgpool', local_dw_ks=5,
                       branches='parallel', local_op='dwconv', local_window=7,
                       clustering='soft', kmeans_iters=5)
@@ -174,11 +187,15 @@ CLUSTERINGS = ('soft', 'kmeans')
 
 
 def check_glmix_switches(**switches):
-    """Raise a ValueError naming the first impossible GLMix switch.
+    """Every GLMix switch, checked: a ValueError names the first impossible
+    one.
 
     Args:
         **switches: Any of :data:`GLMIX_SWITCHES`; missing ones take their
             default.
+
+    Returns:
+        dict: All the switches.
     """
     unknown = set(switches) - set(GLMIX_SWITCHES)
     if unknown:
@@ -209,6 +226,7 @@ def check_glmix_switches(**switches):
     if s['local_dw_ks'] % 2 == 0:
         raise ValueError(f'GLMix local_dw_ks must be odd, got '
                          f'{s["local_dw_ks"]}')
+    return s
 
 
 class _Block(nn.Module):
@@ -272,48 +290,42 @@ class GLMixBlock(_Block):
     Args:
         dim (int): Channels.
         num_heads (int): Heads of the slot (and window) self-attention.
-        num_slots (int): Number of semantic slots ``S``: a square with
-            ``'ada_avgpool'``, a power of two with ``'hashing'``.
-            Defaults to 64.
-        slot_init (str): ``'ada_avgpool'`` pools each image's block input to
-            ``sqrt(S) x sqrt(S)`` slots; ``'param'`` learns ``S`` shared
-            slots; ``'hashing'`` (ablation) hashes the normed pixels.
-            Defaults to ``'ada_avgpool'``.
-        local_dw_ks (int): Kernel of the local branch's depth-wise conv.
-            Defaults to 5.
-        branches (str): One of :data:`BRANCHES`. Defaults to ``'parallel'``.
-        local_op (str): ``'dwconv'`` or ``'wmhsa'``. Defaults to ``'dwconv'``.
-        local_window (int): Window side of ``'wmhsa'``. Defaults to 7.
-        clustering (str): ``'soft'`` or ``'kmeans'``. Defaults to ``'soft'``.
-        kmeans_iters (int): Lloyd steps of ``'kmeans'``. Defaults to 5.
+        switches (dict, optional): GLMix switches, any of
+            :data:`GLMIX_SWITCHES` (missing ones take their default, the
+            released block): ``num_slots`` ``S`` (a square with
+            ``'ada_avgpool'``, a power of two with ``'hashing'``);
+            ``slot_init`` (``'ada_avgpool'`` pools each image's block input to
+            ``sqrt(S) x sqrt(S)`` slots, ``'param'`` learns ``S`` shared
+            slots, ``'hashing'`` hashes the normed pixels); ``local_dw_ks``,
+            the kernel of the local depth-wise conv; ``branches`` (one of
+            :data:`BRANCHES`); ``local_op`` (``'dwconv'`` or ``'wmhsa'``) and
+            ``local_window``, the window side of ``'wmhsa'``; ``clustering``
+            (``'soft'`` or ``'kmeans'``) and ``kmeans_iters``, its Lloyd
+            steps.
         **kwargs: See :class:`_Block` (``mlp_ratio``, ``cpe_ks``, ...).
     """
 
-    def __init__(self, dim, num_heads, num_slots=64, slot_init='ada_avgpool',
-                 local_dw_ks=5, branches='parallel', local_op='dwconv',
-                 local_window=7, clustering='soft', kmeans_iters=5, **kwargs):
-        check_glmix_switches(
-            num_slots=num_slots, slot_init=slot_init, local_dw_ks=local_dw_ks,
-            branches=branches, local_op=local_op, local_window=local_window,
-            clustering=clustering, kmeans_iters=kmeans_iters)
+    def __init__(self, dim, num_heads, switches=None, **kwargs):
+        s = check_glmix_switches(**(switches or {}))
         super().__init__(dim, **kwargs)
-        self.slot_init, self.num_slots = slot_init, num_slots
-        self.branches, self.clustering = branches, clustering
-        self.kmeans_iters = kmeans_iters
-        self.pool_size = math.isqrt(num_slots)
-        has_global = branches != 'local'
-        has_local = branches != 'global'
+        self.slot_init, self.num_slots = s['slot_init'], s['num_slots']
+        self.branches, self.clustering = s['branches'], s['clustering']
+        self.kmeans_iters = s['kmeans_iters']
+        self.pool_size = math.isqrt(self.num_slots)
+        has_global = self.branches != 'local'
+        has_local = self.branches != 'global'
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
 
         # Global branch: initial slots, clustering, slot attention.
         self.init_slots = None
-        if has_global and slot_init == 'param':
-            self.init_slots = nn.Parameter(torch.empty(1, num_slots, dim))
+        if has_global and self.slot_init == 'param':
+            self.init_slots = nn.Parameter(torch.empty(1, self.num_slots, dim))
             nn.init.normal_(self.init_slots, std=.02)
-        self.slot_hash = (LSHBuckets(dim, num_slots)
-                          if has_global and slot_init == 'hashing' else None)
+        self.slot_hash = (LSHBuckets(dim, self.num_slots) if has_global
+                          and self.slot_init == 'hashing' else None)
         self.slot_scale = (nn.Parameter(torch.tensor(dim**-0.5))
-                           if has_global and clustering == 'soft' else None)
+                           if has_global and self.clustering == 'soft'
+                           else None)
         self.relation_mha = (SelfAttention(dim, num_heads)
                              if has_global else None)
         # Parameter-free hook point: the clustering weights (B, S, H*W) flow
@@ -321,10 +333,12 @@ class GLMixBlock(_Block):
         self.cluster_weights = nn.Identity() if has_global else None
 
         # Local branch: 1x1, k x k depth-wise, 1x1 convs (or window MHSA).
-        self.feature_conv = (local_convs(dim, local_dw_ks)
-                             if has_local and local_op == 'dwconv' else None)
-        self.local_attn = (WindowMHSA(dim, num_heads, local_window)
-                           if has_local and local_op == 'wmhsa' else None)
+        self.feature_conv = (local_convs(dim, s['local_dw_ks'])
+                             if has_local and s['local_op'] == 'dwconv'
+                             else None)
+        self.local_attn = (WindowMHSA(dim, num_heads, s['local_window'])
+                           if has_local and s['local_op'] == 'wmhsa'
+                           else None)
 
     def initial_slots(self, x):
         """Slots before clustering, ``(B, S, C)``, from the block input
@@ -343,9 +357,7 @@ class GLMixBlock(_Block):
         Always float32, autocast or not (mixed precision): the logits are a
         learnable scale times a cosine and feed two softmaxes; in fp16/bf16
         the scale's gradient, a sum over B x S x HW terms, drowns in rounding
-        (measured: wrong sign and magnitude at a trained-size scale) and
-        large scales round the logits coarsely. In a float32 run this is
-        the same computation as before (parity tests at 1e-5).
+        and large scales round the logits coarsely.
         """
         with torch.autocast(slots.device.type, enabled=False):
             # the scale goes on the S slots, not on the S x HW logits
@@ -358,9 +370,10 @@ class GLMixBlock(_Block):
         attend to each other, and dispatch them back onto the grid.
 
         The dispatched grid is returned, or ``out +`` it, given ``out`` (a
-        map of ``x``'s shape that nothing else reads, such as the local
-        branch's output). A channels-last ``out`` is summed into by the
-        dispatching GEMM itself: no extra map, no separate sum."""
+        map of ``x``'s shape, such as the local branch's output). A
+        channels-last ``out`` is summed into by the dispatching GEMM itself
+        (the in-place rule of the module docstring); any other layout, out
+        of place."""
         grid = x.flatten(2).mT  # B, HW, C (a view of a channels-last map)
         if self.slot_hash is not None:
             slots = bucket_means(self.slot_hash(grid), grid)
@@ -377,7 +390,7 @@ class GLMixBlock(_Block):
             dispatch = logits.softmax(dim=1).mT
         slots = self.relation_mha(slots)
         # dispatch: set -> grid
-        if out is not None and out.is_contiguous(
+        if IN_PLACE and out is not None and out.is_contiguous(
                 memory_format=torch.channels_last):
             B, C, H, W = out.shape  # the GEMM writes into ``out`` (a view)
             tokens = out.permute(0, 2, 3, 1).view(B, H * W, C)

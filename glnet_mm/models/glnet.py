@@ -11,6 +11,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ..compat import is_exporting
+from .checkpoint_filter import convert_classifier_state_dict, load_pretrained
 from .glmix import (GLMIX_SWITCHES, GLMixBlock, LayerNorm2d, MHABlock,
                     TransformerBlock, check_glmix_switches)
 
@@ -180,7 +181,7 @@ class GLNet(BaseModule):
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=PATH)`` loads an official GLNet ImageNet checkpoint or
             a GLNet checkpoint saved by OpenMMLab (converted on load, see
-            :mod:`glnet_mm.checkpoint`). Defaults to None.
+            :mod:`.checkpoint_filter`). Defaults to None.
     """
     arch_zoo = arch_zoo
 
@@ -279,18 +280,17 @@ class GLNet(BaseModule):
                     layerscale=spec['layerscale'])
         if mode == 'mha_nchw':
             return MHABlock(**common, **conv)
-        glmix = {k: spec[k] for k in GLMIX_SWITCHES}
-        return GLMixBlock(**common, **conv, **glmix)
+        switches = {k: spec[k] for k in GLMIX_SWITCHES}
+        return GLMixBlock(**common, **conv, switches=switches)
 
     def init_weights(self):
         """Load a pretrained checkpoint (``init_cfg=dict(type='Pretrained',
         checkpoint=...)``: any path or URL of mmengine's ``CheckpointLoader``,
-        read safely and converted by :mod:`glnet_mm.checkpoint`) or
+        read safely and converted by :mod:`.checkpoint_filter`) or
         initialise from scratch: truncated-normal linear layers, zero
         biases."""
         if self.init_cfg is not None and self.init_cfg.get(
                 'type') == 'Pretrained':
-            from ..checkpoint import load_pretrained
             load_pretrained(self, self.init_cfg['checkpoint'],
                             prefix=self.init_cfg.get('prefix'),
                             logger=MMLogger.get_current_instance())
@@ -307,8 +307,7 @@ class GLNet(BaseModule):
         """Pre-hook that mmpretrain's ``ImageClassifier`` registers for its
         backbone: an official GLNet classifier file is converted to the
         classifier's layout before it loads, or refused if it does not fit
-        (:mod:`glnet_mm.classifier_checkpoint`)."""
-        from ..classifier_checkpoint import convert_classifier_state_dict
+        (:mod:`.checkpoint_filter`)."""
         convert_classifier_state_dict(self, state_dict, prefix,
                                       MMLogger.get_current_instance())
 
@@ -333,9 +332,8 @@ class GLNet(BaseModule):
     def forward(self, x):
         self._check_input(x)
         # The grid lives channels-last (NHWC in memory, NCHW in shape): the
-        # 1x1 convs run as plain GEMMs (over twice the speed of NCHW on a
-        # CPU), and the LayerNorms over channels and the grid <-> token views
-        # of the blocks need no copies.
+        # 1x1 convs run as plain GEMMs, and the LayerNorms over channels and
+        # the grid <-> token views of the blocks need no copies.
         x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(4):

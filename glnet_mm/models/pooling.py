@@ -6,13 +6,12 @@ the example input (an ``AveragePool`` with a constant kernel), so the exported
 graph is wrong, or fails, at every other size. While ``torch.export`` traces
 (the ONNX path), the windows are therefore computed from the input shape
 inside the graph; everywhere else (eager, ``torch.compile``, the FLOP
-counter) it is PyTorch's own kernel, several times cheaper.
-In the graph, output cell ``i`` of an axis of length
+counter) it is PyTorch's own kernel. In the graph, output cell ``i`` of an
+axis of length
 ``n`` averages positions ``floor(i n / s) <= p < ceil((i + 1) n / s)``, the
 windows of ``F.adaptive_avg_pool2d``, as differences of running sums (one
 ``cumsum`` and two gathers per axis, O(n) work like the pooling itself).
-Results equal PyTorch's up to float rounding (measured: the same error
-against a float64 reference as PyTorch's own kernel).
+Results equal PyTorch's up to float rounding (tests/test_fast_paths.py).
 """
 import torch
 import torch.nn.functional as F

@@ -1,9 +1,9 @@
-# The generated toy COCO (tools/make_toy_coco.py: 4 shape classes, 160x160
-# images, COCO json with polygon and RLE masks) for the CPU toy configs.
-# Everything is a `toy_coco_*` variable that a toy config assigns, e.g.
-# `train_dataloader = {{_base_.toy_coco_train_dataloader}}`: the values are
-# merged into the upstream settings, so the dataset class, the samplers and
-# the metric (CocoMetric) stay mmdet's.
+# The generated toy COCO (python -m glnet_mm.datasets.toy_coco: 4 shape
+# classes, 160x160 images, COCO json with polygon and RLE masks) for the CPU
+# toy configs. Everything is a `toy_coco_*` variable that a toy config
+# assigns, e.g. `train_dataloader = {{_base_.toy_coco_train_dataloader}}`: the
+# values are merged into the upstream settings, so the dataset class, the
+# samplers and the metric (CocoMetric) stay mmdet's.
 toy_coco_root = 'data/toy_coco/'
 toy_coco_metainfo = dict(
     classes=('circle', 'square', 'triangle', 'ring'),

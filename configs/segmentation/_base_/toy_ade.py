@@ -1,6 +1,6 @@
-# The generated toy ADE (tools/make_toy_ade.py: 6 classes and "other",
-# 160x128 images, ADE20K's layout and label convention) for the CPU toy
-# configs. Everything is a `toy_ade_*` variable that a toy config assigns,
+# The generated toy ADE (python -m glnet_mm.datasets.toy_ade: 6 classes and
+# "other", 160x128 images, ADE20K's layout and label convention) for the CPU
+# toy configs. Everything is a `toy_ade_*` variable that a toy config assigns,
 # e.g. `train_dataloader = {{_base_.toy_ade_train_dataloader}}`: the values
 # are merged into the upstream settings (samplers, IoUMetric stay mmseg's).
 toy_ade_custom_imports = dict(
