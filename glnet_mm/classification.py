@@ -112,6 +112,7 @@ def register_models() -> List[str]:
         ValueError: Another model index already registered some of these
             names.
     """
+    import yaml
     from mmpretrain.apis import ModelHub
     from modelindex.load_model_index import load
 
@@ -119,9 +120,17 @@ def register_models() -> List[str]:
         raise FileNotFoundError(
             f'The glnet_mm model index {MODEL_INDEX} is missing; reinstall '
             'glnet_mm (pip install .) so that glnet_mm/.mim is packaged')
-    index = load(MODEL_INDEX)
-    index.build_models_with_collections()
-    names = [model.name.lower() for model in index.models]
+    # The ImageNet metafiles only: the index also lists the detection and
+    # segmentation configs, which are no mmpretrain models.
+    with open(MODEL_INDEX) as f:
+        imported = yaml.safe_load(f)['Import']
+    metafiles = [osp.join(MIM_DIR, path) for path in imported
+                 if path.startswith('configs/classification/')]
+    names = []
+    for metafile in metafiles:
+        index = load(metafile)
+        index.build_models_with_collections()
+        names += [model.name.lower() for model in index.models]
     known = [name for name in names if ModelHub.has(name)]
     if len(known) == len(names):
         return names
@@ -129,7 +138,8 @@ def register_models() -> List[str]:
         raise ValueError(
             f'ModelHub already has other models named {known[:5]}; cannot '
             f'register the glnet_mm model index {MODEL_INDEX}')
-    ModelHub.register_model_index(MODEL_INDEX, config_prefix=MIM_DIR)
+    for metafile in metafiles:
+        ModelHub.register_model_index(metafile, config_prefix=MIM_DIR)
     return names
 
 
