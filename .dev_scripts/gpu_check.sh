@@ -54,13 +54,11 @@ while [ $# -gt 0 ]; do
         --dry-run) DRY=1 ;;
         --build-early) EARLY=1 ;;
         --force) FORCE=1 ;;
-        -h|--help) usage; exit 0 ;;
-        -*) die "unknown option '$1' (see --help)" ;;
-        *) [ -z "$OUT" ] || die "one OUT_DIR only ('$OUT' and '$1')"; OUT="$(abspath "$1")" ;;
+        *) out_dir_arg "$1" ;;
     esac
     shift
 done
-[ -n "$OUT" ] || { usage >&2; die "OUT_DIR is missing"; }
+need_out_dir; OUT="$(abspath "$OUT")"
 if [ -n "$BUNDLE" ]; then
     [ -f "$BUNDLE/requirements.txt" ] || die "--bundle $BUNDLE: not a folder written by .dev_scripts/make_bundle.sh"
     BUNDLE="$(cd "$BUNDLE" && pwd)"

@@ -53,13 +53,11 @@ while [ $# -gt 0 ]; do
         --platform) [ $# -ge 2 ] || die "--platform needs a tag, e.g. manylinux_2_28_x86_64"; PLATFORMS+=("$2"); shift ;;
         --have) [ $# -ge 2 ] || die "--have needs a file"; HAVE="$2"; shift ;;
         --force) FORCE=1 ;;
-        -h|--help) usage; exit 0 ;;
-        -*) die "unknown option '$1' (see --help)" ;;
-        *) [ -z "$OUT" ] || die "one OUT_DIR only ('$OUT' and '$1')"; OUT="$1" ;;
+        *) out_dir_arg "$1" ;;
     esac
     shift
 done
-[ -n "$OUT" ] || { usage >&2; die "OUT_DIR is missing"; }
+need_out_dir
 [ -n "$PYVER" ] || PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 [[ "$PYVER" =~ ^3\.[0-9]+$ ]] || die "--python '$PYVER': give a version like 3.12"
 if [ ${#PLATFORMS[@]} -eq 0 ]; then
