@@ -20,6 +20,8 @@ import tarfile
 import pytest
 from packaging.requirements import Requirement
 
+import glnet_mm
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEV = osp.join(REPO, '.dev_scripts')
 # any connection attempt fails at once
@@ -116,7 +118,8 @@ def test_bundle_contents(bundle):
                 if re.match(r'(torch|torchvision|nvidia_|triton)-', n)]
     for stack in ('mmengine-0.10.7', 'mmdet-3.3.0', 'mmsegmentation-1.2.2',
                   'mmpretrain-1.2.0', 'openmim-0.3.9', 'numpy-2.4.6',
-                  'opencv_python_headless-4.10.0.84', 'glnet_mm-0.1.0'):
+                  'opencv_python_headless-4.10.0.84',
+                  f'glnet_mm-{glnet_mm.__version__}'):
         assert any(n.startswith(stack + '-') for n in wheels), stack
     assert not any(n.startswith('opencv_python-') for n in wheels)
     # the test-only requirements stay out

@@ -295,7 +295,8 @@ def test_url_checkpoints_load_safely(http_root, tmp_path):
 
 def test_mim_search_lists_the_models(tmp_path):
     """``pip install .`` packages the model index and configs where mim
-    looks (glnet_mm/.mim); ``mim search glnet_mm`` lists the models."""
+    looks (glnet_mm/.mim); ``mim search glnet_mm`` lists the classification,
+    detection and segmentation models."""
     target = tmp_path / 'site'
     subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
                     '--no-build-isolation', '--target', str(target), REPO],
@@ -315,6 +316,19 @@ def test_mim_search_lists_the_models(tmp_path):
                  'glnet-stl_3rdparty_in1k', 'glnet-16g_3rdparty_in1k'):
         assert f'config id: {name}' in result.stdout, name
     assert '85.3' in result.stdout
+    # the detection and segmentation models too (their metafiles; no
+    # top-1, so a search without that field)
+    result = subprocess.run(
+        [sys.executable, '-c', 'from mim.cli import cli; cli()', 'search',
+         'glnet_mm'], env=env, capture_output=True, text=True,
+        cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ('mask-rcnn_glnet-stl_fpn_1x_coco',
+                 'dino-4scale_glnet-4g_8xb2-12e_coco',
+                 'mask2former_glnet-stl_8xb2-lsj-50e_coco',
+                 'upernet_glnet-stl_8xb2-160k_ade20k-512x512',
+                 'mask2former_glnet-stl_8xb2-160k_ade20k-512x512'):
+        assert f'config id: {name}' in result.stdout, name
 
 
 def test_tklb_file_initialises_a_backbone(golden_tklb, tmp_path):
