@@ -4,6 +4,9 @@ import glob
 import importlib.util
 import os
 import os.path as osp
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -273,3 +276,40 @@ def test_toy_training_through_the_runner(tmp_path):
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     metrics = runner.val_loop.run()
     assert 0 <= metrics['accuracy/top1'] <= 100
+
+
+def test_mim_train_and_test_the_toy_classifier(tmp_path):
+    """The README's way in (tools/toy_classification.sh): `mim train
+    mmpretrain` of the toy config, one short epoch with Accuracy on the
+    validation split, then `mim test mmpretrain` of its checkpoint."""
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    config = osp.join(CONFIGS, 'glnet-toy_1xb64-20e_toy-shapes.py')
+    root = tmp_path / 'toy'
+    make_toy_imagefolder(str(root), num_train=2, num_val=1)
+    options = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        options += [f'{loader}.dataset.data_root={root}',
+                    f'{loader}.num_workers=0',
+                    f'{loader}.persistent_workers=False']
+    work = tmp_path / 'work'
+
+    def run(*args):
+        proc = subprocess.run(
+            [mim, *args, '--work-dir', str(work), '--cfg-options', *options],
+            capture_output=True, text=True, cwd=REPO,
+            env=dict(os.environ, PYTHONHASHSEED='0'))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    log = run('train', 'mmpretrain', config, 'train_cfg.max_epochs=1',
+              'train_cfg.val_interval=1', 'train_dataloader.batch_size=6',
+              'default_hooks.checkpoint.interval=1',
+              'default_hooks.logger.interval=1')
+    assert 'Epoch(train) [1][2/2]' in log.replace('  ', ' ')
+    assert (work / 'epoch_1.pth').is_file()
+    assert re.search(r'Epoch\(val\) \[1\]\[1/1\].*accuracy/top1: [\d.]+',
+                     log.replace('  ', ' '))
+    log = run('test', 'mmpretrain', config, '--checkpoint',
+              str(work / 'epoch_1.pth'))
+    top1 = re.findall(r'accuracy/top1: ([\d.]+)', log)
+    assert top1 and 0 <= float(top1[-1]) <= 100
