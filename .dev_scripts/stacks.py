@@ -139,7 +139,10 @@ CHECKS = {
     'newest': COMMON_CHECKS,
 }
 DESELECT = {
-    'classic': [],
+    # torch 2.1's inductor compiles each kernel with its own g++ call: the
+    # compiled-vs-eager test took 7 min there (2 cores, loaded) and passed;
+    # dynamo's one-graph test (test_no_graph_breaks) stays
+    'classic': ['tests/test_compile.py::test_compiled_matches_eager'],
     # mmdet is not in the newest stack (mmcv-lite has no RoI ops)
     'newest': ['tests/test_checkpoint.py::'
                'test_init_cfg_pretrained_through_the_registry'],
