@@ -280,8 +280,9 @@ def test_toy_training_through_the_runner(tmp_path):
 
 def test_mim_train_and_test_the_toy_classifier(tmp_path):
     """The README's way in (tools/toy_classification.sh): `mim train
-    mmpretrain` of the toy config, one short epoch with Accuracy on the
-    validation split, then `mim test mmpretrain` of its checkpoint."""
+    mmpretrain` of the toy config, three epochs of two steps (its cosine
+    schedule begins at epoch 2) with Accuracy on the validation split, then
+    `mim test mmpretrain` of its checkpoint."""
     mim = osp.join(osp.dirname(sys.executable), 'mim')
     config = osp.join(CONFIGS, 'glnet-toy_1xb64-20e_toy-shapes.py')
     root = tmp_path / 'toy'
@@ -293,23 +294,23 @@ def test_mim_train_and_test_the_toy_classifier(tmp_path):
                     f'{loader}.persistent_workers=False']
     work = tmp_path / 'work'
 
-    def run(*args):
+    def run(command, args=(), cfg=()):
         proc = subprocess.run(
-            [mim, *args, '--work-dir', str(work), '--cfg-options', *options],
+            [mim, command, 'mmpretrain', config, *args, '--work-dir', str(work),
+             '--cfg-options', *options, *cfg],
             capture_output=True, text=True, cwd=REPO,
             env=dict(os.environ, PYTHONHASHSEED='0'))
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
-    log = run('train', 'mmpretrain', config, 'train_cfg.max_epochs=1',
-              'train_cfg.val_interval=1', 'train_dataloader.batch_size=6',
-              'default_hooks.checkpoint.interval=1',
-              'default_hooks.logger.interval=1')
-    assert 'Epoch(train) [1][2/2]' in log.replace('  ', ' ')
-    assert (work / 'epoch_1.pth').is_file()
-    assert re.search(r'Epoch\(val\) \[1\]\[1/1\].*accuracy/top1: [\d.]+',
+    log = run('train', cfg=['train_cfg.max_epochs=3', 'train_cfg.val_interval=3',
+                            'train_dataloader.batch_size=6',
+                            'default_hooks.checkpoint.interval=1',
+                            'default_hooks.logger.interval=1'])
+    assert 'Epoch(train) [3][2/2]' in log.replace('  ', ' ')
+    assert (work / 'epoch_3.pth').is_file()
+    assert re.search(r'Epoch\(val\) \[3\]\[1/1\].*accuracy/top1: [\d.]+',
                      log.replace('  ', ' '))
-    log = run('test', 'mmpretrain', config, '--checkpoint',
-              str(work / 'epoch_1.pth'))
+    log = run('test', args=['--checkpoint', str(work / 'epoch_3.pth')])
     top1 = re.findall(r'accuracy/top1: ([\d.]+)', log)
     assert top1 and 0 <= float(top1[-1]) <= 100
