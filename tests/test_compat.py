@@ -53,7 +53,8 @@ def test_onnx_export_on_this_torch():
         with pytest.raises(RuntimeError, match=(
                 rf'needs torch >= {major}\.{minor}; this is torch '
                 rf'{re.escape(torch.__version__)}\. The GLNet model itself')):
-            tool.main(['unused_config.py', '--out', 'unused.onnx'])
+            tool.main(['unused_config.py', '--out', 'unused.onnx', '--shape',
+                       '32', '32'])
 
 
 def test_is_exporting():
