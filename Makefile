@@ -1,4 +1,4 @@
-# The two commands of the README. Both create or reuse .venv/ (.dev_scripts/setup_env.sh).
+# The commands of the README. Each creates or reuses .venv/ (.dev_scripts/setup_env.sh).
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONHASHSEED := 0
@@ -8,7 +8,11 @@ export PYTHONHASHSEED := 0
 BUNDLE ?= dist/bundle
 BUNDLE_ARGS ?=
 
-.PHONY: setup demo test bundle
+# `make test-stacks`: the classic and newest stacks' checks (README, Install),
+# each stack's venv built or reused in ~/.cache/glnet_mm/stacks (.dev_scripts/stacks.py)
+STACKS ?= classic newest
+
+.PHONY: setup demo test test-stacks bundle
 setup:
 	bash .dev_scripts/setup_env.sh
 
@@ -17,6 +21,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-stacks: setup
+	$(PY) .dev_scripts/stacks.py check $(STACKS) --reference-python $(PY)
 
 bundle: setup
 	PYTHON=$(PY) bash .dev_scripts/make_bundle.sh $(BUNDLE_ARGS) $(BUNDLE)

@@ -3,6 +3,9 @@ the converter and the runner, toy data and a toy training run."""
 import glob
 import os
 import os.path as osp
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -265,3 +268,41 @@ def test_toy_training_through_the_runner(tmp_path):
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     metrics = runner.val_loop.run()
     assert 0 <= metrics['accuracy/top1'] <= 100
+
+
+def test_mim_train_and_test_the_toy_classifier(tmp_path):
+    """The README's way in (tools/toy_classification.sh): `mim train
+    mmpretrain` of the toy config, three epochs of two steps (its cosine
+    schedule begins at epoch 2) with Accuracy on the validation split, then
+    `mim test mmpretrain` of its checkpoint."""
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    config = osp.join(CONFIGS, 'glnet-toy_1xb64-20e_toy-shapes.py')
+    root = tmp_path / 'toy'
+    make_toy_imagefolder(str(root), num_train=2, num_val=1)
+    options = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        options += [f'{loader}.dataset.data_root={root}',
+                    f'{loader}.num_workers=0',
+                    f'{loader}.persistent_workers=False']
+    work = tmp_path / 'work'
+
+    def run(command, args=(), cfg=()):
+        proc = subprocess.run(
+            [mim, command, 'mmpretrain', config, *args, '--work-dir', str(work),
+             '--cfg-options', *options, *cfg],
+            capture_output=True, text=True, cwd=REPO,
+            env=dict(os.environ, PYTHONHASHSEED='0'))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    log = run('train', cfg=['train_cfg.max_epochs=3', 'train_cfg.val_interval=3',
+                            'train_dataloader.batch_size=6',
+                            'default_hooks.checkpoint.interval=1',
+                            'default_hooks.logger.interval=1'])
+    assert 'Epoch(train) [3][2/2]' in log.replace('  ', ' ')
+    assert (work / 'epoch_3.pth').is_file()
+    assert re.search(r'Epoch\(val\) \[3\]\[1/1\].*accuracy/top1: [\d.]+',
+                     log.replace('  ', ' '))
+    log = run('test', args=['--checkpoint', str(work / 'epoch_3.pth')])
+    top1 = re.findall(r'accuracy/top1: ([\d.]+)', log)
+    assert top1 and 0 <= float(top1[-1]) <= 100

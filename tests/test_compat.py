@@ -1,5 +1,6 @@
 """glnet_mm.compat: what differs between torch versions, and the refusals of
 features that need a newer torch than the one running."""
+import re
 
 import pytest
 import torch
@@ -32,6 +33,22 @@ def test_onnx_export_refused_on_old_torch(monkeypatch):
     with pytest.raises(RuntimeError, match=r'needs torch >= 2\.6'):
         tool.main(['unused_config.py', '--out', 'unused.onnx', '--shape',
                    '32', '32'])
+
+
+def test_onnx_export_on_this_torch():
+    """The same refusal on the torch that runs, unpatched: on one older than
+    NEEDS says (the classic stack's 2.1.2) the tool names the version it
+    needs; on a newer one the check lets the export through."""
+    (major, minor), _ = compat.NEEDS['onnx_export']
+    tool = load_export_tool()
+    if compat.torch_at_least(major, minor):
+        assert compat.require_torch('onnx_export') is None
+    else:
+        with pytest.raises(RuntimeError, match=(
+                rf'needs torch >= {major}\.{minor}; this is torch '
+                rf'{re.escape(torch.__version__)}\. The GLNet model itself')):
+            tool.main(['unused_config.py', '--out', 'unused.onnx', '--shape',
+                       '32', '32'])
 
 
 def test_is_exporting():

@@ -1,8 +1,15 @@
 """Parity with the authors' code: golden outputs, parameter counts, key maps
-and FLOPs of every released model."""
+and FLOPs of every released model; and with the development stack."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN, RELEASED, arch_from_official, load_golden
+from conftest import (GOLDEN, REPO, RELEASED, arch_from_official, load_golden,
+                      reference_path)
 
 from glnet_mm import GLNet, checkpoint_filter_fn, load_pretrained
 from glnet_mm.analysis import ATTENTION_CORE, count_params, flop_counts
@@ -59,6 +66,59 @@ def test_golden_logits_through_mmpretrain(variant):
     with torch.no_grad():
         logits = model(golden['input'])
     assert rel_err(logits, golden['logits']) < 1e-5
+
+
+# What the development stack computes, in its own process: argv golden file,
+# input (.npy), output (.npz); the four stage outputs of the full-size model.
+STACK_OUTPUTS = textwrap.dedent("""
+    import sys
+    import numpy as np, torch
+    from glnet_mm import GLNet, load_pretrained
+    from glnet_mm.checkpoint import arch_from_official
+    golden_path, input_path, out_path = sys.argv[1:]
+    golden = torch.load(golden_path, weights_only=True)
+    model = GLNet(arch_from_official(golden['config']), out_norm_cfg=None)
+    load_pretrained(model, dict(model=golden['state_dict']))
+    with torch.no_grad():
+        outs = model.eval()(torch.from_numpy(np.load(input_path)))
+    np.savez(out_path, *[o.numpy() for o in outs], torch=torch.__version__)
+""")
+
+
+@pytest.mark.parametrize('variant', GOLDEN)
+def test_outputs_match_the_development_stack(variant, tmp_path):
+    """Full-size GLNet with the official weights, at 224x224 and at a size
+    that is no multiple of the strides (GLNet pads), gives the same four
+    outputs here as on the development stack, within 1e-5 of their largest
+    value. The stacks' checks (.dev_scripts/stacks.py) run this on the
+    classic and newest stacks against the development stack's python
+    (GLNET_MM_REFERENCE_PYTHON); without it, this python in a fresh process
+    (the comparison is then of two runs of the same stack)."""
+    python = os.environ.get('GLNET_MM_REFERENCE_PYTHON', sys.executable)
+    golden = load_golden(variant)
+    model = GLNet(arch_from_official(golden['config']), out_norm_cfg=None)
+    load_pretrained(model, dict(model=golden['state_dict']))
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    for h, w in ((224, 224), (200, 296)):
+        x = torch.randn(1, 3, h, w, generator=gen)
+        np.save(tmp_path / 'x.npy', x.numpy())
+        ref = subprocess.run(
+            [python, '-c', STACK_OUTPUTS,
+             reference_path(f'golden_{variant}.pt'), str(tmp_path / 'x.npy'),
+             str(tmp_path / 'ref.npz')], cwd=REPO, capture_output=True,
+            text=True, env=dict(os.environ, PYTHONPATH=REPO))
+        assert ref.returncode == 0, ref.stderr[-3000:]
+        with np.load(tmp_path / 'ref.npz') as saved:
+            refs = [torch.from_numpy(saved[f'arr_{i}']) for i in range(4)]
+            where = (variant, (h, w), f"torch {saved['torch']} there, "
+                     f'{torch.__version__} here')
+        with torch.no_grad():
+            outs = model(x)
+        assert len(outs) == len(refs) == 4
+        for out, ref_out in zip(outs, refs):
+            assert out.shape == ref_out.shape, where
+            assert rel_err(out, ref_out) < 1e-5, where
 
 
 def test_golden_detects_a_wrong_switch():
