@@ -448,8 +448,7 @@ def main(argv=None):
                         'outputs), or pass --reference-python')
                 check(name, args.reference_python, extra, args.rebuild)
     except StackError as e:
-        print(f'[stacks] error: {e}', file=sys.stderr)
-        return 1
+        raise SystemExit(f'[stacks] error: {e}') from None
     return 0
 
 
