@@ -1,5 +1,6 @@
 """Parity with the authors' code: golden outputs, parameter counts, key maps
 and FLOPs of every released model; and with the development stack."""
+import json
 import os
 import subprocess
 import sys
@@ -69,15 +70,15 @@ def test_golden_logits_through_mmpretrain(variant):
 
 
 # What the development stack computes, in its own process: argv golden file,
-# input (.npy), output (.npz); the four stage outputs of the full-size model.
+# GLNet arch (JSON), input (.npy), output (.npz); the four stage outputs of
+# the full-size model.
 STACK_OUTPUTS = textwrap.dedent("""
-    import sys
+    import json, sys
     import numpy as np, torch
     from glnet_mm import GLNet, load_pretrained
-    from glnet_mm.checkpoint import arch_from_official
-    golden_path, input_path, out_path = sys.argv[1:]
+    golden_path, arch, input_path, out_path = sys.argv[1:]
     golden = torch.load(golden_path, weights_only=True)
-    model = GLNet(arch_from_official(golden['config']), out_norm_cfg=None)
+    model = GLNet(json.loads(arch), out_norm_cfg=None)
     load_pretrained(model, dict(model=golden['state_dict']))
     with torch.no_grad():
         outs = model.eval()(torch.from_numpy(np.load(input_path)))
@@ -96,7 +97,8 @@ def test_outputs_match_the_development_stack(variant, tmp_path):
     (the comparison is then of two runs of the same stack)."""
     python = os.environ.get('GLNET_MM_REFERENCE_PYTHON', sys.executable)
     golden = load_golden(variant)
-    model = GLNet(arch_from_official(golden['config']), out_norm_cfg=None)
+    arch = arch_from_official(golden['config'])
+    model = GLNet(arch, out_norm_cfg=None)
     load_pretrained(model, dict(model=golden['state_dict']))
     model.eval()
     gen = torch.Generator().manual_seed(0)
@@ -105,7 +107,8 @@ def test_outputs_match_the_development_stack(variant, tmp_path):
         np.save(tmp_path / 'x.npy', x.numpy())
         ref = subprocess.run(
             [python, '-c', STACK_OUTPUTS,
-             reference_path(f'golden_{variant}.pt'), str(tmp_path / 'x.npy'),
+             reference_path(f'golden_{variant}.pt'), json.dumps(arch),
+             str(tmp_path / 'x.npy'),
              str(tmp_path / 'ref.npz')], cwd=REPO, capture_output=True,
             text=True, env=dict(os.environ, PYTHONPATH=REPO))
         assert ref.returncode == 0, ref.stderr[-3000:]
