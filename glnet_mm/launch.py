@@ -19,7 +19,6 @@ run turns every SyncBN of the config into BN (per-process statistics) and
 says so in the log; GPU runs keep SyncBN, and 1-process runs get BN from
 mmengine (`revert_sync_batchnorm`).
 """
-import argparse
 import importlib
 import os
 import subprocess
@@ -118,7 +117,7 @@ def setup_cpu_distributed(cfg, launcher):
             'GPUs only); statistics are per process', logger='current')
 
 
-def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
+def runner_config(path, cfg_options=None, work_dir=None, launcher='none'):
     """``path`` as mmengine's Config with the command line's overrides, its
     toolbox checked and imported, the work dir set as the toolboxes' tools
     set it (``./work_dirs/CONFIG_NAME`` unless given), and the CPU

@@ -52,10 +52,10 @@ def show_predictions(cfg, toolbox, show_dir):
 
 
 def build_cfg(args):
-    cfg = launch.load_config(args.config, args.cfg_options, args.work_dir,
-                             args.launcher)
+    cfg = launch.runner_config(args.config, args.cfg_options,
+                               args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
-    toolbox = launch.toolbox_of(cfg)
+    toolbox = cfg.default_scope  # checked by runner_config
     if args.show_dir:
         show_predictions(cfg, toolbox, args.show_dir)
     if args.out:

@@ -32,8 +32,8 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    cfg = launch.load_config(args.config, args.cfg_options, args.work_dir,
-                             args.launcher)
+    cfg = launch.runner_config(args.config, args.cfg_options,
+                               args.work_dir, args.launcher)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
