@@ -8,6 +8,10 @@ export PYTHONHASHSEED := 0
 BUNDLE ?= dist/bundle
 BUNDLE_ARGS ?=
 
+# `make test`: one pytest-xdist worker a core (at most 8), a test file per worker
+# (its module fixtures built once), the longest files first (tests/conftest.py)
+PYTEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 8 ? n : 8 )))
+
 # `make test-stacks`: the classic and newest stacks' checks (README, Install),
 # each stack's venv built or reused in ~/.cache/glnet_mm/stacks (.dev_scripts/stacks.py)
 STACKS ?= classic newest
@@ -20,7 +24,7 @@ demo: setup
 	bash tools/toy_run.sh detection
 
 test: setup
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-stacks: setup
 	$(PY) .dev_scripts/stacks.py check $(STACKS) --reference-python $(PY)

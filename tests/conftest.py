@@ -5,6 +5,7 @@ import json
 import os
 import os.path as osp
 import re
+import sys
 import threading
 
 import pytest
@@ -129,9 +130,66 @@ def pytest_make_collect_report(collector):
             report.result = []
 
 
+def _parse_metafiles_once():
+    """mmengine resolves each ``pkg::`` base of a config by parsing every
+    metafile of that package (0.3 s a base on a 2-core machine); the tests
+    load the shipped configs hundreds of times, so within a test process
+    each metafile is parsed once. Same files, same result: the parsed
+    metafiles are only read."""
+    from mmengine.config import utils
+    utils.load = functools.lru_cache(maxsize=None)(utils.load)
+
+
+def pytest_configure(config):
+    _parse_metafiles_once()
+    """Under pytest-xdist (``make test`` runs ``-n auto``) the cores are
+    shared out: each worker, and each process it starts, gets its part of
+    them for intra-op threads, so that the workers do not oversubscribe
+    the machine (OpenMP threads that spin on a busy core)."""
+    workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
+    if workers:
+        threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = threads
+        torch.set_num_threads(int(threads))
+
+
+# The test files that take longest (a minute or more of one core each on a
+# 2-core machine), longest first. They are collected first, so that
+# pytest-xdist, which hands each worker a whole file at a time in
+# collection order (``--dist loadfile --no-loadscope-reorder``), starts them
+# at once and the workers end together instead of one finishing a long file
+# alone.
+LONGEST_FILES = ('test_gpu_path.py', 'test_distributed.py', 'test_resume.py',
+                 'test_export_onnx.py', 'test_query_heads_toy.py',
+                 'test_classification.py', 'test_detection_toy.py',
+                 'test_official_parity.py')
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_visualizers():
+    """mmengine keeps one visualizer per name in a process, and the
+    toolboxes' configs all name theirs 'visualizer': a Runner built after
+    another one in the same process would write to the first one's log
+    folder. Each test starts without them, whatever ran before it in its
+    (xdist worker) process."""
+    yield
+    if 'mmengine.visualization' in sys.modules:
+        from mmengine.visualization import Visualizer
+        todo = [Visualizer]
+        while todo:
+            cls = todo.pop()
+            cls._instance_dict.clear()
+            todo.extend(cls.__subclasses__())
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
