@@ -167,24 +167,33 @@ def test_segmentation_two_processes_match_one(data, tmp_path):
     assert abs(m1['mIoU'] - m2['mIoU']) <= 0.02  # percent
 
 
-def test_detection_two_processes_match_one(data, tmp_path):
-    """Mask R-CNN toy, 2 processes x 1 image against 1 process x 1 image
-    accumulating 2 iterations per step (the same total batch of 2 per
-    optimizer step). Mask R-CNN divides each process's losses by that
-    process's own number of sampled anchors, RoIs and positive masks
-    (mmdet's avg_factor), so a DDP step is the mean of per-process means:
-    with 2b images on one process it is a different loss (measured: 2-8 %
-    apart). With one image per process, accumulation over the same image
-    pairs (rank r takes images 2k + r, as the single process's iterations
-    2k and 2k + 1) is the same computation. BN stays BN: one image per
-    forward in both runs."""
+@pytest.fixture(scope='module')
+def detection_pair(data, tmp_path_factory):
+    """The toy Mask R-CNN trained one epoch (8 images) by 1 process of 1
+    image accumulating 2 iterations per step and by 2 processes of 1 image
+    (the same total batch of 2 per optimizer step); their work dirs."""
+    tmp = tmp_path_factory.mktemp('detection_pair')
     works = {}
     for nproc, accumulate in ((1, 2), (2, 1)):
-        config = write_config(tmp_path / f'cfg{nproc}.py', DET_CONFIG,
+        config = write_config(tmp / f'cfg{nproc}.py', DET_CONFIG,
                               DET_BODY.format(root=str(data / 'coco'),
                                               accumulate=accumulate))
-        works[nproc] = tmp_path / f'work{nproc}'
+        works[nproc] = tmp / f'work{nproc}'
         train(config, works[nproc], nproc)
+    return works
+
+
+def test_detection_two_processes_match_one(detection_pair):
+    """Mask R-CNN toy, 2 processes x 1 image against 1 process x 1 image
+    accumulating 2 iterations per step. Mask R-CNN divides each process's
+    losses by that process's own number of sampled anchors, RoIs and
+    positive masks (mmdet's avg_factor), so a DDP step is the mean of
+    per-process means: with 2b images on one process it is a different loss
+    (measured: 2-8 % apart). With one image per process, accumulation over
+    the same image pairs (rank r takes images 2k + r, as the single
+    process's iterations 2k and 2k + 1) is the same computation. BN stays
+    BN: one image per forward in both runs."""
+    works = detection_pair
     single, = probes(works[1])
     ranks = probes(works[2])
     assert [r['rank'] for r in ranks] == [0, 1]
@@ -258,26 +267,6 @@ def test_classification_on_two_processes(shapes, tmp_path):
         'epoch_1.pth']
 
 
-def test_slurm_launcher_on_cpu(shapes, tmp_path, monkeypatch):
-    """tools/train.py --launcher slurm reads slurm's variables (one task
-    here; srun sets them on a cluster) and trains with gloo on the CPU."""
-    config = write_config(tmp_path / 'cfg.py', CLS_CONFIG,
-                          CLS_BODY.format(root=shapes))
-    variables = env()
-    variables.update(SLURM_PROCID='0', SLURM_NTASKS='1', SLURM_LOCALID='0',
-                     SLURM_NODELIST='localhost', MASTER_ADDR='127.0.0.1',
-                     MASTER_PORT=variables['PORT'])
-    proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
-         '--launcher', 'slurm', '--work-dir', str(tmp_path / 'work')],
-        env=variables, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0, = probes(tmp_path / 'work')
-    assert rank0['world_size'] == 1
-    assert 'Distributed launcher: slurm' in proc.stdout + proc.stderr \
-        or "launcher='slurm'" in proc.stdout + proc.stderr
-
-
 def test_launch_scripts_usage():
     for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh',
                    'slurm_test.sh'):
@@ -287,16 +276,13 @@ def test_launch_scripts_usage():
 
 
 @pytest.fixture(scope='module')
-def toy_detector(data, tmp_path_factory):
-    """The toy Mask R-CNN config on ``data``, trained one epoch (8 images),
-    and its checkpoint."""
-    tmp = tmp_path_factory.mktemp('toy_detector')
-    config = write_config(tmp / 'cfg.py', DET_CONFIG,
-                          DET_BODY.format(root=str(data / 'coco'),
-                                          accumulate=1))
-    train(config, tmp / 'work')
-    checkpoint, = checkpoints(tmp / 'work')
-    return config, checkpoint
+def toy_detector(detection_pair):
+    """A trained toy Mask R-CNN: the config of the 2-process run of
+    ``detection_pair`` (1 image per iteration, no accumulation) and its
+    checkpoint."""
+    work = detection_pair[2]
+    checkpoint, = checkpoints(work)
+    return str(work.parent / 'cfg2.py'), checkpoint
 
 
 def evaluate(command, out):
@@ -372,8 +358,9 @@ def test_slurm_scripts_take_openmmlab_arguments(toy_detector, fake_srun,
                                                 tmp_path):
     """slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR and slurm_test.sh
     PARTITION JOB_NAME CONFIG CHECKPOINT, as mmdet's, through srun (a
-    stand-in running one task here); the old slurm_train.sh CONFIG N form
-    still trains."""
+    stand-in running one task here, which sets slurm's variables as srun
+    does: tools/train.py --launcher slurm trains with gloo on the CPU); the
+    old slurm_train.sh CONFIG N form still trains."""
     config, checkpoint = toy_detector
     variables, srun_log = fake_srun
 
@@ -390,6 +377,9 @@ def test_slurm_scripts_take_openmmlab_arguments(toy_detector, fake_srun,
     assert '--ntasks=1' in srun_args
     assert srun_args[-3:-1] == ['--launcher', 'slurm']
     assert checkpoints(work)
+    # train.py read slurm's variables: one task, gloo on the CPU
+    rank0, = probes(work)
+    assert rank0['world_size'] == 1
     assert ('Distributed launcher: slurm' in log
             or "launcher='slurm'" in log)
 

@@ -69,25 +69,58 @@ def test_golden_logits_through_mmpretrain(variant):
     assert rel_err(logits, golden['logits']) < 1e-5
 
 
-# What the development stack computes, in its own process: argv golden file,
-# GLNet arch (JSON), input (.npy), output (.npz); the four stage outputs of
-# the full-size model.
+# What the development stack computes, in one process of its own: argv a
+# JSON list of jobs (golden file, GLNet arch, input .npy, output .npz); for
+# each, the four stage outputs of the full-size model.
 STACK_OUTPUTS = textwrap.dedent("""
     import json, sys
     import numpy as np, torch
     from glnet_mm import GLNet, load_pretrained
-    golden_path, arch, input_path, out_path = sys.argv[1:]
-    golden = torch.load(golden_path, weights_only=True)
-    model = GLNet(json.loads(arch), out_norm_cfg=None)
-    load_pretrained(model, dict(model=golden['state_dict']))
-    with torch.no_grad():
-        outs = model.eval()(torch.from_numpy(np.load(input_path)))
-    np.savez(out_path, *[o.numpy() for o in outs], torch=torch.__version__)
+    for golden_path, arch, input_path, out_path in json.loads(sys.argv[1]):
+        golden = torch.load(golden_path, weights_only=True)
+        model = GLNet(arch, out_norm_cfg=None)
+        load_pretrained(model, dict(model=golden['state_dict']))
+        with torch.no_grad():
+            outs = model.eval()(torch.from_numpy(np.load(input_path)))
+        np.savez(out_path, *[o.numpy() for o in outs],
+                 torch=torch.__version__)
 """)
+# 224x224 and a size that is no multiple of the strides (GLNet pads)
+STACK_SIZES = ((224, 224), (200, 296))
+
+
+@pytest.fixture(scope='module')
+def stack_outputs(tmp_path_factory):
+    """The inputs, and the development stack's outputs of every golden
+    model for them, from one process of that stack's python."""
+    python = os.environ.get('GLNET_MM_REFERENCE_PYTHON', sys.executable)
+    tmp = tmp_path_factory.mktemp('stack_outputs')
+    gen = torch.Generator().manual_seed(0)
+    inputs, jobs = {}, []
+    for h, w in STACK_SIZES:
+        inputs[h, w] = torch.randn(1, 3, h, w, generator=gen)
+        np.save(tmp / f'x_{h}x{w}.npy', inputs[h, w].numpy())
+        for variant in GOLDEN:
+            arch = arch_from_official(load_golden(variant)['config'])
+            jobs.append((reference_path(f'golden_{variant}.pt'), arch,
+                         str(tmp / f'x_{h}x{w}.npy'),
+                         str(tmp / f'{variant}_{h}x{w}.npz')))
+    ref = subprocess.run([python, '-c', STACK_OUTPUTS, json.dumps(jobs)],
+                         cwd=REPO, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    outputs = {}
+    for variant in GOLDEN:
+        for h, w in STACK_SIZES:
+            with np.load(tmp / f'{variant}_{h}x{w}.npz') as saved:
+                outputs[variant, (h, w)] = (
+                    [torch.from_numpy(saved[f'arr_{i}']) for i in range(4)],
+                    str(saved['torch']))
+    return inputs, outputs
 
 
 @pytest.mark.parametrize('variant', GOLDEN)
-def test_outputs_match_the_development_stack(variant, tmp_path):
+def test_outputs_match_the_development_stack(variant, stack_outputs):
     """Full-size GLNet with the official weights, at 224x224 and at a size
     that is no multiple of the strides (GLNet pads), gives the same four
     outputs here as on the development stack, within 1e-5 of their largest
@@ -95,27 +128,15 @@ def test_outputs_match_the_development_stack(variant, tmp_path):
     classic and newest stacks against the development stack's python
     (GLNET_MM_REFERENCE_PYTHON); without it, this python in a fresh process
     (the comparison is then of two runs of the same stack)."""
-    python = os.environ.get('GLNET_MM_REFERENCE_PYTHON', sys.executable)
+    inputs, stack = stack_outputs
     golden = load_golden(variant)
-    arch = arch_from_official(golden['config'])
-    model = GLNet(arch, out_norm_cfg=None)
+    model = GLNet(arch_from_official(golden['config']), out_norm_cfg=None)
     load_pretrained(model, dict(model=golden['state_dict']))
     model.eval()
-    gen = torch.Generator().manual_seed(0)
-    for h, w in ((224, 224), (200, 296)):
-        x = torch.randn(1, 3, h, w, generator=gen)
-        np.save(tmp_path / 'x.npy', x.numpy())
-        ref = subprocess.run(
-            [python, '-c', STACK_OUTPUTS,
-             reference_path(f'golden_{variant}.pt'), json.dumps(arch),
-             str(tmp_path / 'x.npy'),
-             str(tmp_path / 'ref.npz')], cwd=REPO, capture_output=True,
-            text=True, env=dict(os.environ, PYTHONPATH=REPO))
-        assert ref.returncode == 0, ref.stderr[-3000:]
-        with np.load(tmp_path / 'ref.npz') as saved:
-            refs = [torch.from_numpy(saved[f'arr_{i}']) for i in range(4)]
-            where = (variant, (h, w), f"torch {saved['torch']} there, "
-                     f'{torch.__version__} here')
+    for size, x in inputs.items():
+        refs, their_torch = stack[variant, size]
+        where = (variant, size, f'torch {their_torch} there, '
+                 f'{torch.__version__} here')
         with torch.no_grad():
             outs = model(x)
         assert len(outs) == len(refs) == 4
