@@ -141,11 +141,11 @@ def _parse_metafiles_once():
 
 
 def pytest_configure(config):
-    _parse_metafiles_once()
-    """Under pytest-xdist (``make test`` runs ``-n auto``) the cores are
-    shared out: each worker, and each process it starts, gets its part of
-    them for intra-op threads, so that the workers do not oversubscribe
+    """Under pytest-xdist (``make test`` runs one worker a core) the cores
+    are shared out: each worker, and each process it starts, gets its part
+    of them for intra-op threads, so that the workers do not oversubscribe
     the machine (OpenMP threads that spin on a busy core)."""
+    _parse_metafiles_once()
     workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
     if workers:
         threads = str(max(1, (os.cpu_count() or 1) // int(workers)))

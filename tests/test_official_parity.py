@@ -95,13 +95,14 @@ def stack_outputs(tmp_path_factory):
     model for them, from one process of that stack's python."""
     python = os.environ.get('GLNET_MM_REFERENCE_PYTHON', sys.executable)
     tmp = tmp_path_factory.mktemp('stack_outputs')
+    archs = {variant: arch_from_official(load_golden(variant)['config'])
+             for variant in GOLDEN}
     gen = torch.Generator().manual_seed(0)
     inputs, jobs = {}, []
     for h, w in STACK_SIZES:
         inputs[h, w] = torch.randn(1, 3, h, w, generator=gen)
         np.save(tmp / f'x_{h}x{w}.npy', inputs[h, w].numpy())
-        for variant in GOLDEN:
-            arch = arch_from_official(load_golden(variant)['config'])
+        for variant, arch in archs.items():
             jobs.append((reference_path(f'golden_{variant}.pt'), arch,
                          str(tmp / f'x_{h}x{w}.npy'),
                          str(tmp / f'{variant}_{h}x{w}.npz')))
