@@ -114,86 +114,22 @@ EOF
     exit 1
 }
 
-# A venv with pip. Where ensurepip is missing (Debian/Ubuntu without
-# python3-venv), offline: a venv without pip, then pip from the bundle's wheel.
-make_venv() {
-    local err pipwhl
-    err="$("$PY" -m venv "$VENV" 2>&1)" && return 0
-    rm -rf "$VENV"
-    pipwhl="$(first_path "${BUNDLE:-/nonexistent}"/pip-*.whl)"
-    if [ -n "$pipwhl" ] && "$PY" -m venv --without-pip "$VENV"; then
-        say "no ensurepip in $PY: pip installed from the bundle's $(basename "$pipwhl")"
-        "$VENV/bin/python" "$pipwhl/pip" install -q --no-index --disable-pip-version-check "$pipwhl"
-        return
-    fi
-    die "$PY -m venv failed (on Debian/Ubuntu: apt-get install python3-venv): $err"
-}
-
-# Uninstall any mmcv / mmcv-lite (they share files), then install the wheel.
-install_mmcv_wheel() {
-    "$VENV/bin/python" -m pip --disable-pip-version-check -q uninstall -y mmcv mmcv-lite >/dev/null 2>&1 || true
-    PIP install --no-deps "$1"
-}
-
-# ---- the venv -------------------------------------------------------------
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_VALUE" ] && [ -x "$VENV/bin/python" ]; then
-    say "reusing $VENV (stack up to date)"
-else
-    t0=$SECONDS
-    say "building the stack in $VENV ($MODE torch; 2 min, 5 min with the mmcv compile on a 2-core machine: docs/install.md)"
-    if [ "$MODE" = pinned ]; then
-        [ -z "$(first_path "$VENV"/lib/python3*/site-packages/$BASE_PTH)" ] ||
-            die "$VENV reuses another interpreter's torch (made with --system-torch/--offline); remove it first"
-        [ -x "$VENV/bin/python" ] || make_venv
-        say "1/4 torch, torchvision and build tools"
-        PIP install -r requirements/build.txt
-    else
-        # Bring your own torch: it must import in $PYTHON, torchvision too
-        # (mmpretrain imports it).
-        env -u PYTHONPATH "$PY" -c 'import torch, torchvision' 2>/dev/null ||
-            die "$PY cannot import torch and torchvision; --system-torch/--offline reuse the torch of PYTHON=$PY: install torch and the torchvision that matches it there first, or set PYTHON"
-        if [ -x "$VENV/bin/python" ] && [ -z "$(first_path "$VENV"/lib/python3*/site-packages/$BASE_PTH)" ]; then
-            die "$VENV already exists with its own packages; remove it or choose another GLNET_MM_VENV"
-        fi
-        [ -x "$VENV/bin/python" ] || make_venv
-        # The package folders of $PYTHON that the new venv lacks go into a .pth
-        # file: they come after the venv's own, so what is installed here wins.
-        # (Written anew: the venv's own folders are read without the old one.)
-        rm -f "$VENV"/lib/python3*/site-packages/$BASE_PTH
-        parent_paths="$(env -u PYTHONPATH "$PY" -c 'import os, sys; print("\n".join(p for p in sys.path if p and os.path.isdir(p)))')"
-        env -u PYTHONPATH "$VENV/bin/python" - "$parent_paths" "$BASE_PTH" <<'EOF'
-import os, site, sys
-own = set(sys.path)
-extra = [p for p in sys.argv[1].splitlines() if p not in own]
-with open(os.path.join(site.getsitepackages()[0], sys.argv[2]), 'w') as f:
-    f.write(''.join(p + '\n' for p in extra))
-EOF
-        want="$(env -u PYTHONPATH "$PY" -c 'import torch; print(torch.__version__)')"
-        got="$(env -u PYTHONPATH "$VENV/bin/python" -c 'import torch; print(torch.__version__)')" ||
-            die "the new venv cannot import the torch of $PY"
-        [ "$want" = "$got" ] || die "the new venv imports torch $got, $PY has $want"
-        if [ "$MODE" = offline ]; then
-            say "1/4 the bundle's wheels, no network (torch $got of $PY reused)"
-            PIP install --no-deps -r "$BUNDLE/requirements.txt"
-        else
-            say "1/4 build tools (torch $got of $PY reused)"
-            grep -v -E '^(torch|torchvision)==' requirements/build.txt > "$VENV/.build-without-torch.txt"
-            PIP install -r "$VENV/.build-without-torch.txt"
-        fi
-    fi
-    say "1/4 done in $((SECONDS - t0)) s"
-    # The constraints of stage 3: build.txt, less torch when it is not ours.
-    CONSTRAINTS=requirements/build.txt
-    [ "$MODE" != system ] || CONSTRAINTS="$VENV/.build-without-torch.txt"
-
-    # ---- which mmcv ops ----
-    read -r TORCH_VERSION TORCH_CUDA NGPU GPU_ARCHS PYTAG < <(env -u PYTHONPATH "$VENV/bin/python" -c '
-import sys, torch
+# What torch is, read from the interpreter $1: TORCH_VERSION, TORCH_CUDA,
+# NGPU, GPU_ARCHS and PYTAG (empty when torch or torchvision does not import:
+# mmpretrain imports torchvision).
+read_torch() {
+    read -r TORCH_VERSION TORCH_CUDA NGPU GPU_ARCHS PYTAG < <(env -u PYTHONPATH "$1" -c '
+import sys, torch, torchvision
 n = torch.cuda.device_count() if torch.cuda.is_available() else 0
 archs = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(n)})
 print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "none",
-      "cp%d%d" % sys.version_info[:2])')
-    [ -n "${PYTAG:-}" ] || die "torch does not import in $VENV"
+      "cp%d%d" % sys.version_info[:2])' 2>/dev/null) || PYTAG=""
+}
+
+# Which mmcv ops (OPS, OPS_TAG; for CUDA also NVCC_VERSION, ARCHS, CUDA_HOME),
+# from GLNET_MM_MMCV_OPS and the torch of read_torch. Decided before anything
+# is built; a choice that cannot be built is refused here, with what to do.
+choose_ops() {
     OPS="$OPS_WANTED"
     NVCC="$(find_nvcc)"
     if [ "$OPS" = auto ]; then
@@ -229,6 +165,86 @@ print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "no
         OPS_TAG=cpu
         say "mmcv ops: CPU"
     fi
+}
+
+# A venv with pip. Where ensurepip is missing (Debian/Ubuntu without
+# python3-venv), offline: a venv without pip, then pip from the bundle's wheel.
+make_venv() {
+    local err pipwhl
+    err="$("$PY" -m venv "$VENV" 2>&1)" && return 0
+    rm -rf "$VENV"
+    pipwhl="$(first_path "${BUNDLE:-/nonexistent}"/pip-*.whl)"
+    if [ -n "$pipwhl" ] && "$PY" -m venv --without-pip "$VENV"; then
+        say "no ensurepip in $PY: pip installed from the bundle's $(basename "$pipwhl")"
+        "$VENV/bin/python" "$pipwhl/pip" install -q --no-index --disable-pip-version-check "$pipwhl"
+        return
+    fi
+    die "$PY -m venv failed (on Debian/Ubuntu: apt-get install python3-venv): $err"
+}
+
+# Uninstall any mmcv / mmcv-lite (they share files), then install the wheel.
+install_mmcv_wheel() {
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q uninstall -y mmcv mmcv-lite >/dev/null 2>&1 || true
+    PIP install --no-deps "$1"
+}
+
+# ---- the venv -------------------------------------------------------------
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_VALUE" ] && [ -x "$VENV/bin/python" ]; then
+    say "reusing $VENV (stack up to date)"
+else
+    t0=$SECONDS
+    say "building the stack in $VENV ($MODE torch; 2 min, 5 min with the mmcv compile on a 2-core machine: docs/install.md)"
+    if [ "$MODE" = pinned ]; then
+        [ -z "$(first_path "$VENV"/lib/python3*/site-packages/$BASE_PTH)" ] ||
+            die "$VENV reuses another interpreter's torch (made with --system-torch/--offline); remove it first"
+        [ -x "$VENV/bin/python" ] || make_venv
+        say "1/4 torch, torchvision and build tools"
+        PIP install -r requirements/build.txt
+    else
+        # Bring your own torch: it must import in $PYTHON, torchvision too
+        # (mmpretrain imports it). The venv will import this torch, so the
+        # ops are chosen from it now, before anything is made.
+        read_torch "$PY"
+        [ -n "$PYTAG" ] ||
+            die "$PY cannot import torch and torchvision; --system-torch/--offline reuse the torch of PYTHON=$PY: install torch and the torchvision that matches it there first, or set PYTHON"
+        choose_ops
+        if [ -x "$VENV/bin/python" ] && [ -z "$(first_path "$VENV"/lib/python3*/site-packages/$BASE_PTH)" ]; then
+            die "$VENV already exists with its own packages; remove it or choose another GLNET_MM_VENV"
+        fi
+        [ -x "$VENV/bin/python" ] || make_venv
+        # The package folders of $PYTHON that the new venv lacks go into a .pth
+        # file: they come after the venv's own, so what is installed here wins.
+        # (Written anew: the venv's own folders are read without the old one.)
+        rm -f "$VENV"/lib/python3*/site-packages/$BASE_PTH
+        parent_paths="$(env -u PYTHONPATH "$PY" -c 'import os, sys; print("\n".join(p for p in sys.path if p and os.path.isdir(p)))')"
+        env -u PYTHONPATH "$VENV/bin/python" - "$parent_paths" "$BASE_PTH" <<'EOF'
+import os, site, sys
+own = set(sys.path)
+extra = [p for p in sys.argv[1].splitlines() if p not in own]
+with open(os.path.join(site.getsitepackages()[0], sys.argv[2]), 'w') as f:
+    f.write(''.join(p + '\n' for p in extra))
+EOF
+        got="$(env -u PYTHONPATH "$VENV/bin/python" -c 'import torch; print(torch.__version__)')" ||
+            die "the new venv cannot import the torch of $PY"
+        [ "$TORCH_VERSION" = "$got" ] || die "the new venv imports torch $got, $PY has $TORCH_VERSION"
+        if [ "$MODE" = offline ]; then
+            say "1/4 the bundle's wheels, no network (torch $got of $PY reused)"
+            PIP install --no-deps -r "$BUNDLE/requirements.txt"
+        else
+            say "1/4 build tools (torch $got of $PY reused)"
+            grep -v -E '^(torch|torchvision)==' requirements/build.txt > "$VENV/.build-without-torch.txt"
+            PIP install -r "$VENV/.build-without-torch.txt"
+        fi
+    fi
+    say "1/4 done in $((SECONDS - t0)) s"
+    if [ "$MODE" = pinned ]; then
+        read_torch "$VENV/bin/python"
+        [ -n "$PYTAG" ] || die "torch does not import in $VENV"
+        choose_ops
+    fi
+    # The constraints of stage 3: build.txt, less torch when it is not ours.
+    CONSTRAINTS=requirements/build.txt
+    [ "$MODE" != system ] || CONSTRAINTS="$VENV/.build-without-torch.txt"
 
     # ---- 2/4 mmcv: the cached wheel, or patch and build the sdist once ----
     # .dev_scripts/mmcv_wheel.py keeps every good wheel and resumes a failed compile.
