@@ -133,7 +133,13 @@ EOF
 }
 skip() { record "$1" skipped 0 "$2"; echo "== step $1: skipped: $2" | tee -a "$LOG"; }
 
-venv_ok() { [ -x "$VPY" ] && "$VPY" -c 'import mmengine, mmseg, glnet_mm' 2>/dev/null; }
+# Whether the venv imports the stack: checked after the steps that change the
+# venv (1 and 4), read by the others.
+check_venv() {
+    VENV_OK=0
+    if [ -x "$VPY" ] && "$VPY" -c 'import mmengine, mmseg, glnet_mm' 2>/dev/null; then VENV_OK=1; fi
+}
+venv_ok() { [ "$VENV_OK" = 1 ]; }
 
 # The mmcv build with compiled ops (step 4): CUDA ops for this GPU's arch; in
 # a dry run CPU ops, with the cache of `make setup` (its wheel is reused when
@@ -153,6 +159,7 @@ if [ -n "$BUNDLE" ]; then setup_args=(--offline "$BUNDLE"); else setup_args=(--s
 run_step install "setup_env.sh ${setup_args[*]} with GLNET_MM_MMCV_OPS=none" -- \
     env GLNET_MM_VENV="$VENV" GLNET_MM_CACHE="$WORK/cache" GLNET_MM_MMCV_OPS=none PYTHON="$PY" \
     bash .dev_scripts/setup_env.sh "${setup_args[@]}"
+check_venv
 
 # --build-early: the mmcv build of step 4 starts now, in the background, in a
 # second venv, with 2 cores left to the steps in between; step 4 then installs
@@ -225,6 +232,7 @@ else
         set_build "$VENV" "$jobs" "$cap"
         run_step mmcv-build "${note# }" -- "${BUILD[@]}"
     fi
+    check_venv
 fi
 has_ops() { "$VPY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmcv._ext") is None)' 2>/dev/null; }
 
