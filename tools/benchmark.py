@@ -222,8 +222,10 @@ def build(task, spec, device, channels_last=False, with_cp=False):
         if spec in GLNET:
             from glnet_mm import build_backbone
             model = build_backbone(cfg)
-        else:
+        else:  # mmpretrain's (mmdet has a SwinTransformer of its own)
+            from mmengine.registry import init_default_scope
             from mmpretrain.registry import MODELS
+            init_default_scope('mmpretrain')
             model = MODELS.build(cfg)
         make = _image_batch
     elif task == 'classifier':
