@@ -144,7 +144,7 @@ CHECKS = {
     'classic': COMMON_CHECKS + [
         'tests/test_registry.py::test_each_registry_builds_glnet[mmdet]',
         'tests/test_registry.py::test_each_registry_builds_glnet[mmseg]',
-        'tests/test_detection_toy.py::test_mim_train_resume_and_test',
+        'tests/test_resume.py::test_detection_resumed_by_mim_is_exact',
         'tests/test_segmentation_toy.py::test_mim_train',
         'tests/test_segmentation_toy.py::test_mim_test_with_overlays',
     ],

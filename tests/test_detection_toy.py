@@ -1,11 +1,9 @@
-"""The toy COCO generator, a short toy training through the real runner, and
-the README's commands: ``mim train``, ``--resume`` and ``mim test``."""
+"""The toy COCO generator and a short toy training through the real runner
+(the README's ``mim train``, ``--resume`` and ``mim test`` on the toy
+detector: tests/test_resume.py)."""
 import glob
 import hashlib
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +17,6 @@ from glnet_mm.datasets.toy_coco import CLASSES, main, make_toy_coco
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_CONFIG = osp.join(REPO, 'configs', 'detection',
                       'mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py')
-MIM = osp.join(osp.dirname(sys.executable), 'mim')
 
 
 @pytest.fixture(scope='module')
@@ -125,40 +122,3 @@ def test_toy_training_runner(toy_root, tmp_path):
         text = f.read()
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
         assert f'"{key}"' in text
-
-
-def run_mim(*args):
-    proc = subprocess.run([MIM, *args], capture_output=True, text=True,
-                          cwd=REPO, env=dict(os.environ, PYTHONHASHSEED='0'))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
-
-
-def test_mim_train_resume_and_test(toy_root, tmp_path):
-    """The README commands: ``mim train mmdet <toy config>``, the same with
-    ``--resume`` after raising the epochs (it continues from the last
-    checkpoint), then ``mim test`` with CocoMetric and saved PNGs."""
-    work = str(tmp_path / 'work')
-    options = [f'{k}={v}' for k, v in data_overrides(toy_root).items()]
-    options.append('default_hooks.logger.interval=1')
-
-    run_mim('train', 'mmdet', TOY_CONFIG, '--work-dir', work,
-            '--cfg-options', *options, 'train_cfg.max_epochs=1')
-    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
-
-    log = run_mim('train', 'mmdet', TOY_CONFIG, '--work-dir', work,
-                  '--resume', '--cfg-options', *options,
-                  'train_cfg.max_epochs=2', 'train_cfg.val_interval=2')
-    assert 'resumed epoch: 1, iter: 2' in log
-    assert 'Epoch(train)  [1]' not in log and 'Epoch(train) [1]' not in log
-    assert 'Epoch(train) [2][2/2]' in log.replace('  ', ' ')
-    assert 'coco/bbox_mAP' in log
-    with open(osp.join(work, 'last_checkpoint')) as f:
-        assert f.read().strip().endswith('epoch_2.pth')
-
-    show_dir = str(tmp_path / 'vis')
-    log = run_mim('test', 'mmdet', TOY_CONFIG, '--checkpoint',
-                  osp.join(work, 'epoch_2.pth'), '--work-dir', work,
-                  '--show-dir', show_dir, '--cfg-options', *options)
-    assert 'coco/segm_mAP' in log
-    assert len(glob.glob(osp.join(show_dir, '*.png'))) == 4
