@@ -95,6 +95,17 @@ def train_variant(rank, name, spec):
     assert torch.equal(both[0], both[1]), name
 
 
+def sync_bn_forward():
+    """A GLNet with SyncBN run on this process's CPU tensors: what torch
+    does in a multi-process group ('ran', or its ValueError)."""
+    model = GLNet(dict(base='stl', **SMALL), norm_cfg=dict(type='SyncBN'))
+    try:
+        model(torch.randn(2, 3, 32, 32))
+        return 'ran'
+    except ValueError as e:
+        return str(e)
+
+
 def worker(rank, port, names, results):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -104,6 +115,7 @@ def worker(rank, port, names, results):
                             timeout=timedelta(seconds=120))
     specs = variants()
     try:
+        results[(rank, 'SyncBN')] = sync_bn_forward()
         for name in names:
             try:
                 train_variant(rank, name, specs[name])
@@ -121,9 +133,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_ddp_variants_without_find_unused_parameters():
+@pytest.fixture(scope='module')
+def two_processes():
+    """One 2-process gloo group (spawned once for both tests below): the
+    SyncBN forward, then every variant's training; {(rank, name): 'ok' or
+    what went wrong}."""
     names = sorted(variants())
-    assert len(names) >= 20
     with mp.Manager() as manager:
         results = manager.dict()
         ctx = mp.start_processes(worker, args=(free_port(), names, results),
@@ -133,7 +148,13 @@ def test_ddp_variants_without_find_unused_parameters():
                 pass
         except Exception:
             pass
-        results = dict(results)
+        return names, dict(results)
+
+
+def test_ddp_variants_without_find_unused_parameters(two_processes):
+    names, results = two_processes
+    assert len(names) >= 20
+    results = {k: v for k, v in results.items() if k[1] != 'SyncBN'}
     failed = {k: v for k, v in results.items() if v != 'ok'}
     assert not failed, failed
     assert len(results) == 2 * len(names), sorted(set(names) - {
@@ -175,28 +196,12 @@ def test_cpu_launcher_turns_sync_bn_into_bn(config):
         train.toolbox_of(cfg)
 
 
-def sync_bn_worker(rank, port, results):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=2)
-    try:
-        model = GLNet(dict(base='stl', **SMALL), norm_cfg=dict(type='SyncBN'))
-        model(torch.randn(2, 3, 32, 32))
-        results[rank] = 'ran'
-    except ValueError as e:
-        results[rank] = str(e)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_sync_bn_on_cpu_processes_is_refused_by_torch():
+def test_sync_bn_on_cpu_processes_is_refused_by_torch(two_processes):
     """The precise CPU limitation: in a 2-process gloo group torch's
     SyncBatchNorm raises on CPU tensors (so on CPU the launcher uses BN).
     If a torch release lifts it, this test says so."""
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.start_processes(sync_bn_worker, args=(free_port(), results),
-                           nprocs=2, start_method='spawn')
-        results = dict(results)
-    assert len(results) == 2
+    _, results = two_processes
+    assert {(0, 'SyncBN'), (1, 'SyncBN')} <= results.keys(), results
+    refused = [results[(rank, 'SyncBN')] for rank in (0, 1)]
     assert all('SyncBatchNorm expected input tensor to be on GPU' in v
-               for v in results.values()), results
+               for v in refused), refused
