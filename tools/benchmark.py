@@ -216,14 +216,16 @@ def resolve(task, item, head=None):
 def build(task, spec, device, channels_last=False, with_cp=False):
     """The model of ``task`` on ``device``, and a function that makes a
     batch: ``make(batch, (h, w), train) -> dict`` of forward arguments.
-    ``with_cp``: the backbone with activation checkpointing."""
+    ``with_cp``: the backbone with activation checkpointing. Each model is
+    built in its toolbox's scope, whatever scope the process was left in
+    (mmdet and mmpretrain both have a SwinTransformer)."""
+    from mmengine.registry import init_default_scope
     if task == 'backbone':
         cfg = _backbone_cfg(spec, classifier=False, with_cp=with_cp)
         if spec in GLNET:
             from glnet_mm import build_backbone
             model = build_backbone(cfg)
-        else:  # mmpretrain's (mmdet has a SwinTransformer of its own)
-            from mmengine.registry import init_default_scope
+        else:
             from mmpretrain.registry import MODELS
             init_default_scope('mmpretrain')
             model = MODELS.build(cfg)
@@ -231,7 +233,6 @@ def build(task, spec, device, channels_last=False, with_cp=False):
     elif task == 'classifier':
         import glnet_mm  # noqa: F401
         from mmpretrain.registry import MODELS
-        from mmengine.registry import init_default_scope
         init_default_scope('mmpretrain')
         backbone = _backbone_cfg(spec, classifier=True, with_cp=with_cp)
         neck = None if backbone['type'] == 'ConvNeXt' else dict(
@@ -246,7 +247,6 @@ def build(task, spec, device, channels_last=False, with_cp=False):
         make = _classifier_batch
     else:
         from mmengine.model import revert_sync_batchnorm
-        from mmengine.registry import init_default_scope
         cfg = _config(task, spec, with_cp)
         scope = 'mmdet' if task == 'detector' else 'mmseg'
         init_default_scope(scope)
