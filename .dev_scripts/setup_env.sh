@@ -116,14 +116,14 @@ EOF
 
 # What torch is, read from the interpreter $1: TORCH_VERSION, TORCH_CUDA,
 # NGPU, GPU_ARCHS and PYTAG (empty when torch or torchvision does not import:
-# mmpretrain imports torchvision).
+# mmpretrain imports torchvision; Python's error stays on stderr).
 read_torch() {
     read -r TORCH_VERSION TORCH_CUDA NGPU GPU_ARCHS PYTAG < <(env -u PYTHONPATH "$1" -c '
 import sys, torch, torchvision
 n = torch.cuda.device_count() if torch.cuda.is_available() else 0
 archs = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(n)})
 print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "none",
-      "cp%d%d" % sys.version_info[:2])' 2>/dev/null) || PYTAG=""
+      "cp%d%d" % sys.version_info[:2])') || PYTAG=""
 }
 
 # Which mmcv ops (OPS, OPS_TAG; for CUDA also NVCC_VERSION, ARCHS, CUDA_HOME),
