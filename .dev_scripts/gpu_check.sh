@@ -8,7 +8,7 @@
 #                  machine's Python); without it step 1 uses the network
 #                  (setup_env.sh --system-torch)
 #   --dry-run      on a CPU machine: everything that needs no GPU, with tiny
-#                  sizes and iteration counts (what CI runs)
+#                  sizes, iteration counts and fewer models (what CI runs)
 #   --force        write into a non-empty OUT_DIR
 #   --build-early  start step 4's mmcv build in the background right after
 #                  step 1 (MAX_JOBS = cores - 2), to fit the 10 minutes; steps
@@ -90,6 +90,9 @@ if [ "$DRY" = 1 ]; then
     BENCH_ARGS=(--batch 2 --size 64 --device cpu --smoke)
     BENCH_RUNS=("backbone fp32 off" "classifier fp32 on")
     DET_FPS_ARGS=(--batch 1 --size 256 416 --device cpu --smoke)
+    # one GLNet, the baselines: every kind of model the tool builds
+    MODELS=(glnet-stl swin-t convnext-t)
+    DET_MODELS=(glnet-stl swin-t)
 else
     DEVICE=cuda; ITERS=100
     PARITY_ARGS=(--batch 2 --size 224)
@@ -100,8 +103,9 @@ else
         BENCH_RUNS+=("$mode $prec $cl")
     done; done; done
     DET_FPS_ARGS=(--batch 1 --device cuda --rounds 20 --warmup 5)
+    MODELS=(glnet-stl glnet-4g swin-t convnext-t glnet-stl-local)
+    DET_MODELS=(glnet-stl glnet-4g swin-t)
 fi
-MODELS=(glnet-stl glnet-4g swin-t convnext-t glnet-stl-local)
 ARCH=""
 [ "$DRY" = 1 ] || ARCH="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')"
 
@@ -255,8 +259,8 @@ else
     run_step det-toy "toy Mask R-CNN, $ITERS iterations" "$WORK/det.json" -- \
         "$VPY" .dev_scripts/gpu_check_steps.py det --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
         --work "$WORK/det" --out "$WORK/det.json"
-    run_step det-fps "Mask R-CNN FPS, GLNet-STL/4G vs Swin-T" "$WORK/det-fps.json" -- \
-        "$VPY" tools/benchmark.py detector --models glnet-stl glnet-4g swin-t --baseline swin-t \
+    run_step det-fps "Mask R-CNN FPS: ${DET_MODELS[*]} (baseline swin-t)" "$WORK/det-fps.json" -- \
+        "$VPY" tools/benchmark.py detector --models "${DET_MODELS[@]}" --baseline swin-t \
         "${DET_FPS_ARGS[@]}" --precision fp32 --out "$WORK/det-fps.json"
 fi
 

@@ -332,8 +332,10 @@ def test_test_py_refuses_to_overwrite(toy_detector, tmp_path):
 
 FAKE_SRUN = """#!/usr/bin/env bash
 # srun for one task on this machine: record the arguments, set slurm's
-# variables, run the command after srun's own options.
+# variables, run the command after srun's own options (with RECORD_ONLY set:
+# only record).
 printf '%s\\n' "$@" > "$SRUN_LOG"
+[ -z "${RECORD_ONLY:-}" ] || exit 0
 while [[ "$1" == -* ]]; do
     case "$1" in -p) shift 2 ;; *) shift ;; esac
 done
@@ -360,12 +362,13 @@ def test_slurm_scripts_take_openmmlab_arguments(toy_detector, fake_srun,
     PARTITION JOB_NAME CONFIG CHECKPOINT, as mmdet's, through srun (a
     stand-in running one task here, which sets slurm's variables as srun
     does: tools/train.py --launcher slurm trains with gloo on the CPU); the
-    old slurm_train.sh CONFIG N form still trains."""
+    old slurm_train.sh CONFIG N form gives srun the same command."""
     config, checkpoint = toy_detector
     variables, srun_log = fake_srun
 
-    def run(*args):
-        proc = subprocess.run(['bash', *args], cwd=REPO, env=variables,
+    def run(*args, **more):
+        proc = subprocess.run(['bash', *args], cwd=REPO,
+                              env=dict(variables, **more),
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr, srun_log.read_text().split('\n')
@@ -379,6 +382,7 @@ def test_slurm_scripts_take_openmmlab_arguments(toy_detector, fake_srun,
     assert srun_args[:4] == ['-p', 'gpu', '--job-name=glnet', '--gres=gpu:1']
     assert '--ntasks=1' in srun_args
     assert srun_args[-3:-1] == ['--launcher', 'slurm']
+    train_srun = srun_args
     assert checkpoints(work)
     # train.py read slurm's variables: one task, gloo on the CPU
     rank0, = probes(work)
@@ -390,10 +394,13 @@ def test_slurm_scripts_take_openmmlab_arguments(toy_detector, fake_srun,
                          'glnet', config, checkpoint)
     assert checkpoint in srun_args and 'coco/bbox_mAP' in log
 
+    # the old form: srun gets what the form above gave it (which trained)
     old = tmp_path / 'old'
-    log, srun_args = run(osp.join(REPO, 'tools', 'slurm_train.sh'), config,
-                         '1', '--work-dir', str(old), *fewer)
-    assert 'old form' in log and checkpoints(old)
+    log, old_args = run(osp.join(REPO, 'tools', 'slurm_train.sh'), config,
+                        '1', '--work-dir', str(old), *fewer,
+                        PARTITION='gpu', JOB_NAME='glnet', RECORD_ONLY='1')
+    assert 'old form' in log
+    assert old_args == [str(old) if a == str(work) else a for a in train_srun]
 
 
 def test_det_inferencer_on_a_trained_checkpoint(toy_detector, data, tmp_path):

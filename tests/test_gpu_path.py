@@ -184,15 +184,6 @@ def test_bundled_project_wheel_installs(offline_venv, bundle, tmp_path):
     assert where.stdout.strip() == str(target / 'glnet_mm' / '__init__.py')
 
 
-def test_offline_install_is_reused(offline_venv, bundle):
-    """A second run with the same bundle and settings reuses the venv."""
-    venv, _, env = offline_venv
-    out = run(['bash', osp.join(DEV, 'setup_env.sh'), '--offline',
-               str(bundle)], env=env)
-    assert out.returncode == 0, explain(out)
-    assert 'reusing' in out.stdout and '1/4' not in out.stdout
-
-
 def _fake_nvcc(home, release):
     """A stand-in CUDA toolkit: an nvcc that only tells its version, and a
     header where setup_env.sh looks for one."""
@@ -315,10 +306,11 @@ def test_check_mmcv_ops_cpu():
 def dry_run(bundle, offline_venv, tmp_path_factory):
     """`gpu_check.sh --dry-run` with the bundle, on the torch-only Python.
 
-    Its work folder is that of `offline_venv`, whose venv its install step
-    (the same setup_env.sh call) then reuses: the install itself is tested
-    above. Its mmcv-build step turns that venv's mmcv-lite into mmcv with CPU
-    ops, so these tests come last."""
+    Its work folder is that of `offline_venv`: its install step is the same
+    setup_env.sh call, a second run with the same bundle and settings, which
+    must reuse that venv (the install itself is tested above). Its
+    mmcv-build step turns that venv's mmcv-lite into mmcv with CPU ops, so
+    these tests come last."""
     venv, _, env = offline_venv
     out_dir = tmp_path_factory.mktemp('gpu_check') / 'report'
     out = run(['bash', osp.join(DEV, 'gpu_check.sh'), str(out_dir),
@@ -346,6 +338,10 @@ def test_gpu_check_dry_run(dry_run):
         assert steps[name]['status'] == 'ok', steps[name]
         assert steps[name]['seconds'] >= 0
     assert 'CPU ops' in steps['mmcv-build']['note']
+    # step 1 ran setup_env.sh as offline_venv did: the venv is reused
+    install = (out_dir / 'gpu_check.log').read_text().split(
+        '== step install:')[1]  # its command line, then its output
+    assert 'reusing' in install and '1/4' not in install, install
     parity = steps['parity']['data']['parity.json']
     assert set(parity['models']) == {'glnet-stl', 'glnet-4g'}
     for entry in parity['models'].values():
@@ -375,7 +371,12 @@ def test_gpu_check_dry_run_benchmarks(dry_run):
     results = json.loads((out_dir / 'results.json').read_text())
     steps = {s['step']: s for s in results['steps']}
     assert steps['throughput']['status'] == 'ok', steps['throughput']
-    # backbone fp32, classifier fp32 with channels_last
+    # backbone fp32, classifier fp32 with channels_last; in a dry run
+    # GLNet-STL and the baselines (a kind of model each)
     assert len(steps['throughput']['data']) == 2
+    for data in steps['throughput']['data'].values():
+        assert [r['model'] for r in data['rows']] == [
+            'glnet-stl', 'swin-t', 'convnext-t']
     assert steps['det-fps']['status'] == 'ok', steps['det-fps']
-    assert steps['det-fps']['data']
+    fps, = steps['det-fps']['data'].values()
+    assert [r['model'] for r in fps['rows']] == ['glnet-stl', 'swin-t']

@@ -31,14 +31,14 @@ custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
     'glnet_mm.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
     allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'),
-                dict(type='ProbeHook', pause_at='iter_4.pth')]
+                dict(type='ProbeHook', pause_at='iter_2.pth')]
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root={root!r}))
 val_dataloader = dict(num_workers=0, persistent_workers=False,
                       dataset=dict(data_root={root!r}))
 test_dataloader = val_dataloader
-train_cfg = dict(max_iters=8, val_interval=8)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=4),
+train_cfg = dict(max_iters=4, val_interval=4)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2),
                      visualization=dict(interval=1000))
 randomness = dict(seed=0, deterministic=True)
 """
@@ -46,7 +46,7 @@ DET_BODY = """
 custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
     'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'),
-                dict(type='ProbeHook', pause_at='epoch_2.pth')]
+                dict(type='ProbeHook', pause_at='epoch_1.pth')]
 model = dict(test_cfg=dict(rcnn=dict(score_thr=0.)))
 ann = {root!r} + '/annotations/instances_val.json'
 train_dataloader = dict(dataset=dict(data_root={root!r} + '/'))
@@ -54,7 +54,7 @@ val_dataloader = dict(dataset=dict(data_root={root!r} + '/'))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=ann)
 test_evaluator = val_evaluator
-train_cfg = dict(max_epochs=3, val_interval=3)
+train_cfg = dict(max_epochs=2, val_interval=2)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 randomness = dict(seed=0, deterministic=True)
 """
@@ -152,7 +152,7 @@ def test_toy_configs_carry_the_rng_state_hook():
 
 
 def test_detection_resumed_by_mim_is_exact(tmp_path):
-    """The toy Mask R-CNN, 3 epochs of 2 iterations, killed after epoch 2,
+    """The toy Mask R-CNN, 2 epochs of 2 iterations, killed after epoch 1,
     resumed by ``mim train mmdet CONFIG --resume`` (mmdet's own train
     script, as the README's commands); then ``mim test`` evaluates the
     final checkpoint with CocoMetric and saves the drawn predictions."""
@@ -162,20 +162,20 @@ def test_detection_resumed_by_mim_is_exact(tmp_path):
                           DET_BODY.format(root=root))
 
     def mim_resume(work):
-        assert (work / 'epoch_2.pth').is_file()  # written before the kill
+        assert (work / 'epoch_1.pth').is_file()  # written before the kill
         return run_mim('train', 'mmdet', config, '--work-dir', str(work),
                        '--resume', *NO_PAUSE)
 
-    log, metrics = check_exact_resume(tmp_path, config, kill_at=4, total=6,
+    log, metrics = check_exact_resume(tmp_path, config, kill_at=2, total=4,
                                       resume=mim_resume)
     assert 'coco/bbox_mAP' in metrics
-    assert 'resumed epoch: 2, iter: 4' in log
+    assert 'resumed epoch: 1, iter: 2' in log
     log = log.replace('  ', ' ')
-    assert 'Epoch(train) [2]' not in log and 'Epoch(train) [3][2/2]' in log
+    assert 'Epoch(train) [1]' not in log and 'Epoch(train) [2][2/2]' in log
     assert 'coco/bbox_mAP' in log
     with open(tmp_path / 'cut' / 'last_checkpoint') as f:
         checkpoint = f.read().strip()
-    assert checkpoint.endswith('epoch_3.pth')
+    assert checkpoint.endswith('epoch_2.pth')
     show_dir = tmp_path / 'vis'
     log = run_mim('test', 'mmdet', config, '--checkpoint', checkpoint,
                   '--work-dir', str(tmp_path / 'test'), '--show-dir',
@@ -201,6 +201,6 @@ model = dict(backbone=dict(norm_cfg=dict(type='LN2d', eps=1e-6)),
              decode_head=dict(norm_cfg=gn), auxiliary_head=dict(norm_cfg=gn))
 """
     config = write_config(tmp_path / 'cfg.py', SEG_CONFIG, body)
-    _, metrics = check_exact_resume(tmp_path, config, kill_at=4, total=8,
+    _, metrics = check_exact_resume(tmp_path, config, kill_at=2, total=4,
                                     nproc=2)
     assert 'mIoU' in metrics
