@@ -118,6 +118,7 @@ run_step() {
     local t=$SECONDS rc=0
     echo "== step $name: $*" | tee -a "$LOG"
     "$@" >> "$LOG" 2>&1 || rc=$?
+    STEP_RC=$rc
     local status=ok
     [ "$rc" = 0 ] || status=failed
     [ "$rc" != 124 ] || status="timed out"
@@ -137,11 +138,16 @@ EOF
 }
 skip() { record "$1" skipped 0 "$2"; echo "== step $1: skipped: $2" | tee -a "$LOG"; }
 
-# Whether the venv imports the stack: checked after the steps that change the
-# venv (1 and 4), read by the others.
+# Whether the venv imports the stack: set after the steps that change the
+# venv (1 and 4, both setup_env.sh runs), read by the others. setup_env.sh
+# ends by importing the stack, so a run that succeeded says yes; after one
+# that failed the import is tried (a build can fail or hit its time cap after
+# the venv was complete).
 check_venv() {
     VENV_OK=0
-    if [ -x "$VPY" ] && "$VPY" -c 'import mmengine, mmseg, glnet_mm' 2>/dev/null; then VENV_OK=1; fi
+    if [ "$STEP_RC" = 0 ] || { [ -x "$VPY" ] && "$VPY" -c 'import mmengine, mmseg, glnet_mm' 2>/dev/null; }; then
+        VENV_OK=1
+    fi
 }
 venv_ok() { [ "$VENV_OK" = 1 ]; }
 
@@ -235,8 +241,8 @@ else
     else
         set_build "$VENV" "$jobs" "$cap"
         run_step mmcv-build "${note# }" -- "${BUILD[@]}"
+        check_venv
     fi
-    check_venv
 fi
 has_ops() { "$VPY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmcv._ext") is None)' 2>/dev/null; }
 

@@ -234,6 +234,31 @@ def test_setup_cuda_choice_without_gpu(offline_venv, bundle, tmp_path, nvcc):
         if osp.isdir(cache) else True
 
 
+def test_gpu_check_reports_a_failed_install(torch_python, tmp_path):
+    """A bundle that setup_env.sh refuses: step 1 fails, every later step is
+    reported as skipped with the reason, and the report is still written."""
+    bundle = tmp_path / 'bundle'
+    bundle.mkdir()
+    (bundle / 'requirements.txt').write_text('')  # but no mmcv sdist
+    out_dir = tmp_path / 'report'
+    out = run(['bash', osp.join(DEV, 'gpu_check.sh'), str(out_dir),
+               '--bundle', str(bundle), '--dry-run'],
+              env=dict(NO_NETWORK, PYTHON=torch_python,
+                       GLNET_MM_CHECK_WORK=str(tmp_path / 'work')))
+    assert out.returncode == 0, explain(out)
+    results = json.loads((out_dir / 'results.json').read_text())
+    steps = {s['step']: s for s in results['steps']}
+    assert steps.pop('install')['status'] == 'failed'
+    assert 'no mmcv-2.1.0.tar.gz' in (out_dir / 'gpu_check.log').read_text()
+    assert list(steps) == ['parity', 'throughput', 'mmcv-build', 'seg-toy',
+                           'det-toy', 'det-fps']
+    for step in steps.values():
+        assert step['status'] == 'skipped', step
+        assert 'install step failed' in step['note'] or \
+            'no compiled ops' in step['note'], step
+    assert '| det-fps | skipped |' in (out_dir / 'results.md').read_text()
+
+
 # ------------------------------------------------------- bad input, cheap ---
 def test_make_bundle_refuses_bad_input(tmp_path):
     mine = tmp_path / 'mine'
