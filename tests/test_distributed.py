@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from train_utils import (DET_CONFIG, REPO, SEG_CONFIG, checkpoints, env,
-                         probes, train, weights, weights_and_meta,
-                         write_config)
+                         probes, seg_norms_without_bn, train, weights,
+                         weights_and_meta, write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
@@ -31,11 +31,6 @@ custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
     'glnet_mm.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
     allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
-gn = dict(type='GN', num_groups=8, requires_grad=True)
-model = dict(
-    backbone=dict(norm_cfg=dict(type='LN2d', eps=1e-6)),
-    decode_head=dict(norm_cfg=gn, dropout_ratio=0.),
-    auxiliary_head=dict(norm_cfg=gn, dropout_ratio=0.))
 pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
             dict(type='PackSegInputs')]
 train_dataloader = dict(batch_size={batch}, num_workers=0,
@@ -49,7 +44,7 @@ default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval={iters}),
                      visualization=dict(interval=1000))
 randomness = dict(seed=0, deterministic=True)
-"""
+""" + seg_norms_without_bn(dropout_ratio=0.)
 
 DET_STEPS = 4
 DET_BODY = """

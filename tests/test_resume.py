@@ -20,8 +20,9 @@ import time
 import numpy as np
 import pytest
 
-from train_utils import (DET_CONFIG, REPO, SEG_CONFIG, env, probes, train,
-                         train_command, weights, write_config)
+from train_utils import (DET_CONFIG, REPO, SEG_CONFIG, env, probes,
+                         seg_norms_without_bn, train, train_command, weights,
+                         write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
@@ -196,10 +197,7 @@ def test_segmentation_two_processes_killed_and_resumed_is_exact(tmp_path):
     root = str(tmp_path / 'ade')
     make_toy_ade(root, num_train=8, num_val=2)
     body = SEG_BODY.format(root=root).replace('batch_size=4', 'batch_size=2')
-    body += """gn = dict(type='GN', num_groups=8, requires_grad=True)
-model = dict(backbone=dict(norm_cfg=dict(type='LN2d', eps=1e-6)),
-             decode_head=dict(norm_cfg=gn), auxiliary_head=dict(norm_cfg=gn))
-"""
+    body += seg_norms_without_bn()
     config = write_config(tmp_path / 'cfg.py', SEG_CONFIG, body)
     _, metrics = check_exact_resume(tmp_path, config, kill_at=2, total=4,
                                     nproc=2)

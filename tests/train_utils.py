@@ -18,6 +18,19 @@ SEG_CONFIG = osp.join(REPO, 'configs', 'segmentation',
                       'upernet_glnet-toy_1xb8-600iter_toy-ade-128x128.py')
 
 
+def seg_norms_without_bn(**heads):
+    """Config lines for the toy UPerNet: GLNet's norms LN, the heads' GN
+    (and ``heads`` options for both heads). Its computation then does not
+    depend on how a batch is split over processes: BN's running statistics
+    are per process on CPU processes (SyncBN becomes BN there)."""
+    extra = ''.join(f', {k}={v!r}' for k, v in heads.items())
+    return ("gn = dict(type='GN', num_groups=8, requires_grad=True)\n"
+            "model = dict(backbone=dict(norm_cfg=dict(type='LN2d', "
+            "eps=1e-6)),\n"
+            f"             decode_head=dict(norm_cfg=gn{extra}),\n"
+            f"             auxiliary_head=dict(norm_cfg=gn{extra}))\n")
+
+
 def write_config(path, base, body):
     """A config file inheriting ``base`` plus the lines of ``body``."""
     with open(path, 'w') as f:
