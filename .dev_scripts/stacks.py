@@ -126,7 +126,7 @@ COMMON_CHECKS = [
     'tests/test_packaging.py',         # the wheel changes nothing installed
     'tests/test_registry.py::test_import_has_no_side_effects',
     'tests/test_registry.py::test_each_registry_builds_glnet[mmpretrain]',
-    'tests/test_registry.py::test_custom_imports_in_a_config[mmpretrain]',
+    'tests/test_registry.py::test_custom_imports_in_a_config',
     # mmpretrain's get_model by name, an official file with its DictConfig
     # over HTTP, a malicious one refused
     'tests/test_model_zoo.py::test_get_model_by_name_converts_an_official_file',

@@ -9,7 +9,7 @@ from glnet_mm import GLNet
 SMALL = dict(depths=[1, 1, 2, 1], channels=[32, 64, 96, 128])
 ARCHS = {
     'stl': dict(SMALL, base='stl'),
-    '4g': dict(SMALL, base='4g', depths=[1, 1, 3, 1]),  # glmix.mha_nchw
+    '4g': dict(SMALL, base='4g'),  # stage 3: a glmix and an mha_nchw block
     'paramslot': dict(SMALL, base='stl_paramslot'),
 }
 
