@@ -115,15 +115,16 @@ EOF
 }
 
 # What torch is, read from the interpreter $1: TORCH_VERSION, TORCH_CUDA,
-# NGPU, GPU_ARCHS and PYTAG (empty when torch or torchvision does not import:
-# mmpretrain imports torchvision; Python's error stays on stderr).
+# NGPU, GPU_ARCHS, PYTAG (empty when torch or torchvision does not import:
+# mmpretrain imports torchvision; Python's error stays on stderr) and
+# TORCH_FILE (torch/__init__.py: the last field, a path may have spaces).
 read_torch() {
-    read -r TORCH_VERSION TORCH_CUDA NGPU GPU_ARCHS PYTAG < <(env -u PYTHONPATH "$1" -c '
+    read -r TORCH_VERSION TORCH_CUDA NGPU GPU_ARCHS PYTAG TORCH_FILE < <(env -u PYTHONPATH "$1" -c '
 import sys, torch, torchvision
 n = torch.cuda.device_count() if torch.cuda.is_available() else 0
 archs = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(n)})
 print(torch.__version__, torch.version.cuda or "none", n, ";".join(archs) or "none",
-      "cp%d%d" % sys.version_info[:2])') || PYTAG=""
+      "cp%d%d" % sys.version_info[:2], torch.__file__)') || PYTAG=""
 }
 
 # Which mmcv ops (OPS, OPS_TAG; for CUDA also NVCC_VERSION, ARCHS, CUDA_HOME),
@@ -224,14 +225,15 @@ extra = [p for p in sys.argv[1].splitlines() if p not in own]
 with open(os.path.join(site.getsitepackages()[0], sys.argv[2]), 'w') as f:
     f.write(''.join(p + '\n' for p in extra))
 EOF
-        got="$(env -u PYTHONPATH "$VENV/bin/python" -c 'import torch; print(torch.__version__)')" ||
-            die "the new venv cannot import the torch of $PY"
-        [ "$TORCH_VERSION" = "$got" ] || die "the new venv imports torch $got, $PY has $TORCH_VERSION"
+        # the same torch files (found, not imported: the last step imports them)
+        got="$(env -u PYTHONPATH "$VENV/bin/python" -c 'import importlib.util as u; s = u.find_spec("torch"); print(s.origin if s else "")')"
+        [ -n "$got" ] || die "the new venv cannot find the torch of $PY"
+        [ "$got" = "$TORCH_FILE" ] || die "the new venv finds torch at $got, $PY's is $TORCH_FILE"
         if [ "$MODE" = offline ]; then
-            say "1/4 the bundle's wheels, no network (torch $got of $PY reused)"
+            say "1/4 the bundle's wheels, no network (torch $TORCH_VERSION of $PY reused)"
             PIP install --no-deps -r "$BUNDLE/requirements.txt"
         else
-            say "1/4 build tools (torch $got of $PY reused)"
+            say "1/4 build tools (torch $TORCH_VERSION of $PY reused)"
             grep -v -E '^(torch|torchvision)==' requirements/build.txt > "$VENV/.build-without-torch.txt"
             PIP install -r "$VENV/.build-without-torch.txt"
         fi
