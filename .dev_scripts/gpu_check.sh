@@ -90,9 +90,10 @@ if [ "$DRY" = 1 ]; then
     BENCH_ARGS=(--batch 2 --size 64 --device cpu --smoke)
     BENCH_RUNS=("backbone fp32 off" "classifier fp32 on")
     DET_FPS_ARGS=(--batch 1 --size 256 416 --device cpu --smoke)
-    # one GLNet, the baselines: every kind of model the tool builds
+    # one GLNet, the baselines: every kind of model each step builds
     MODELS=(glnet-stl swin-t convnext-t)
     DET_MODELS=(glnet-stl swin-t)
+    SEG_MODELS=(glnet-toy swin-t)
 else
     DEVICE=cuda; ITERS=100
     PARITY_ARGS=(--batch 2 --size 224)
@@ -105,6 +106,7 @@ else
     DET_FPS_ARGS=(--batch 1 --device cuda --rounds 20 --warmup 5)
     MODELS=(glnet-stl glnet-4g swin-t convnext-t glnet-stl-local)
     DET_MODELS=(glnet-stl glnet-4g swin-t)
+    SEG_MODELS=(glnet-toy glnet-stl swin-t)
 fi
 ARCH=""
 [ "$DRY" = 1 ] || ARCH="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')"
@@ -252,8 +254,8 @@ if ! venv_ok; then
 elif ! has_ops; then
     skip seg-toy "mmcv has no compiled ops (the build step failed); mmseg imports mmcv.ops"
 else
-    run_step seg-toy "toy UPerNet, $ITERS iterations, GLNet-toy/GLNet-STL/Swin-T" "$WORK/seg.json" -- \
-        "$VPY" .dev_scripts/gpu_check_steps.py seg --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
+    run_step seg-toy "toy UPerNet, $ITERS iterations: ${SEG_MODELS[*]}" "$WORK/seg.json" -- \
+        "$VPY" .dev_scripts/gpu_check_steps.py seg --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" --models "${SEG_MODELS[@]}" \
         --work "$WORK/seg" --out "$WORK/seg.json"
 fi
 

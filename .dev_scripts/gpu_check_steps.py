@@ -14,7 +14,8 @@
 * ``seg``: the toy UPerNet (configs/segmentation/upernet_glnet-toy_*.py, on
   a generated toy ADE) trained ``--iters`` iterations through mmengine's
   Runner, with ``AmpOptimWrapper`` on CUDA; then the same schedule with the
-  GLNet-STL and mmseg's Swin-T backbones: s/iter and peak memory of each.
+  GLNet-STL and mmseg's Swin-T backbones (``--models``: which of the
+  three): s/iter and peak memory of each.
 * ``det``: the toy Mask R-CNN (configs/detection/mask-rcnn_glnet-toy_*.py on
   a generated toy COCO), ``--iters`` iterations, AMP on CUDA. Needs mmcv's
   compiled ops (RoIAlign, NMS).
@@ -42,6 +43,7 @@ TOY_DET = osp.join(REPO, 'configs', 'detection',
                    'mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py')
 SWIN_SEG = ('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_'
             '8xb2-160k_ade20k-512x512.py')
+SEG_MODELS = ['glnet-toy', 'glnet-stl', 'swin-t']  # seg's backbones
 # relative error ||out - ref|| / ||ref|| allowed per precision
 TOLERANCE = {'fp32': 1e-4, 'fp16': 2e-2, 'bf16': 6e-2}
 # a loss "falls" when the mean of its last fifth is below this share of the
@@ -188,7 +190,8 @@ def seg(args):
     }
     result = dict(device=args.device, iters=args.iters, models={})
     failures = []
-    for name, backbone in backbones.items():
+    for name in args.models:
+        backbone = backbones[name]
         cfg = Config.fromfile(TOY_SEG)
         cfg.train_dataloader.dataset.data_root = data_root
         _schedule(cfg, args)
@@ -369,6 +372,9 @@ def main(argv=None):
         p.add_argument('--workers', type=int, default=2)
         p.add_argument('--work', required=True, help='data and work dirs')
         p.add_argument('--out')
+    sub.choices['seg'].add_argument(
+        '--models', nargs='+', default=SEG_MODELS, choices=SEG_MODELS,
+        help='backbones of the toy UPerNet (default: all)')
     p = sub.add_parser('report')
     p.add_argument('--steps', required=True)
     p.add_argument('--out-json', required=True)

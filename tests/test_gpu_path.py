@@ -373,7 +373,7 @@ def test_gpu_check_dry_run(dry_run):
         assert len(entry['fp32']) == 4 and max(entry['fp32']) <= 1e-4
         assert entry['bf16']['finite']
     seg = steps['seg-toy']['data']['seg.json']['models']
-    assert set(seg) == {'glnet-toy', 'glnet-stl', 'swin-t'}
+    assert list(seg) == ['glnet-toy', 'swin-t']  # a dry run's models
     det = steps['det-toy']['data']['det.json']['models']
     assert set(det) == {'mask-rcnn-glnet-toy'}
     for run_ in list(seg.values()) + list(det.values()):
