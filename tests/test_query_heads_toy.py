@@ -7,18 +7,15 @@ per validation image."""
 import glob
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-from train_utils import REPO, env, write_config
+from train_utils import REPO, run_mim, write_config
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
 
-MIM = osp.join(osp.dirname(sys.executable), 'mim')
 DET = osp.join(REPO, 'configs', 'detection')
 SEG = osp.join(REPO, 'configs', 'segmentation')
 HOOK = ("dict(type='SlotVisualizationHook', blocks=[1, 3], num_images=2)")
@@ -49,10 +46,7 @@ custom_hooks = [dict(type='RNGStateHook'), {HOOK}]
 
 
 def mim_train(package, config, work_dir):
-    proc = subprocess.run(
-        [MIM, 'train', package, config, '--work-dir', str(work_dir)],
-        cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_mim('train', package, config, '--work-dir', str(work_dir))
     (scalars, ) = glob.glob(osp.join(str(work_dir), '*', 'vis_data',
                                      'scalars.json'))
     with open(scalars) as f:

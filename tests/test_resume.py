@@ -14,13 +14,12 @@ import os
 import os.path as osp
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from train_utils import (DET_CONFIG, REPO, SEG_CONFIG, env, probes,
+from train_utils import (DET_CONFIG, SEG_CONFIG, env, probes, run_mim,
                          seg_norms_without_bn, train, train_command, weights,
                          write_config)
 
@@ -60,14 +59,6 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 randomness = dict(seed=0, deterministic=True)
 """
 NO_PAUSE = ['--cfg-options', 'custom_hooks.1.pause_at=None']
-MIM = osp.join(osp.dirname(sys.executable), 'mim')
-
-
-def run_mim(*args):
-    proc = subprocess.run([MIM, *args], cwd=REPO, env=env(),
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
 
 
 def train_and_kill(config, work_dir, nproc=1, timeout=600):

@@ -66,6 +66,16 @@ def train(config, work_dir, nproc=1, *args, timeout=900):
     return proc.stdout + proc.stderr
 
 
+def run_mim(*args, timeout=900):
+    """``mim ARGS...`` (the README's commands) in a fresh process; its
+    output, stdout then stderr."""
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    proc = subprocess.run([mim, *args], cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
 def probes(work_dir):
     out = []
     for path in sorted(glob.glob(osp.join(str(work_dir), 'probe_rank[0-9].json'))):
