@@ -183,23 +183,17 @@ def seg(args):
     swin = get_config(SWIN_SEG).model.backbone
     swin.init_cfg = None
     stl_channels = GLNet.arch_zoo['stl']['channels']
-    backbones = {
-        'glnet-toy': None,  # the toy config as shipped
-        'glnet-stl': 'stl',
-        'swin-t': 'swin',
-    }
     result = dict(device=args.device, iters=args.iters, models={})
     failures = []
     for name in args.models:
-        backbone = backbones[name]
-        cfg = Config.fromfile(TOY_SEG)
+        cfg = Config.fromfile(TOY_SEG)  # glnet-toy: the toy config as shipped
         cfg.train_dataloader.dataset.data_root = data_root
         _schedule(cfg, args)
         if name == 'glnet-stl':
             cfg.model.backbone.arch = 'stl'
         elif name == 'swin-t':
             cfg.model.backbone = swin
-        if backbone is not None:
+        if name != 'glnet-toy':  # GLNet-STL's widths
             cfg.model.decode_head.in_channels = stl_channels
             cfg.model.auxiliary_head.in_channels = stl_channels[2]
         if name == 'swin-t':  # Swin-T's and GLNet-STL's widths are equal
