@@ -12,9 +12,8 @@ from pathlib import Path
 
 import conftest
 import pytest
-from conftest import REPO
 
-ROOT = Path(REPO)
+ROOT = Path(conftest.REPO)
 
 
 def load_stacks():
@@ -189,7 +188,7 @@ def test_a_missing_toolbox_skips_except_under_ci(tmp_path, env, outcome):
     out = subprocess.run(
         [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-rsfE',
          '-q', '--continue-on-collection-errors', str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
-        env=dict(os.environ, **env, PYTHONPATH=REPO))
+        env=dict(os.environ, **env, PYTHONPATH=conftest.REPO))
     log = out.stdout
     assert out.returncode == 1, log
     assert re.search(r'FAILED .*test_a_bug', log), log
