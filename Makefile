@@ -21,7 +21,7 @@ setup:
 	bash .dev_scripts/setup_env.sh
 
 demo: setup
-	bash tools/toy_run.sh detection
+	bash tools/misc/toy_run.sh detection
 
 test: setup
 	$(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)

@@ -23,7 +23,7 @@
 #                autocast outputs finite and close
 #   3. throughput  backbone and classifier, batch 128 at 224, fp32 and AMP
 #                (fp16), channels_last off and on: GLNet-STL/4G, Swin-T,
-#                ConvNeXt-T, the local-only ablation (tools/benchmark.py)
+#                ConvNeXt-T, the local-only ablation (tools/analysis_tools/benchmark.py)
 #   4. mmcv-build  mmcv with CUDA ops for this GPU's arch only, MAX_JOBS =
 #                cores, capped in time (dry run: CPU ops, the cached wheel of
 #                `make setup` reused). It comes before the toy runs: mmseg and
@@ -31,7 +31,7 @@
 #   5. seg-toy   toy UPerNet, 100 iterations with AmpOptimWrapper, the loss
 #                falls; s/iter and peak memory beside GLNet-STL's and Swin-T's
 #   6. det-toy   toy Mask R-CNN, 100 iterations, AMP, the loss falls
-#   7. det-fps   detector FPS (tools/benchmark.py detector), beside Swin-T
+#   7. det-fps   detector FPS (tools/analysis_tools/benchmark.py detector), beside Swin-T
 # Meant to end within 10 minutes on one H100 with 16 cores: the build's cap is
 # what is left of GLNET_MM_CHECK_BUDGET (600 s) after steps 1-3, less 180 s for
 # steps 5-7 (or GLNET_MM_BUILD_CAP seconds).
@@ -104,7 +104,7 @@ else
         BENCH_RUNS+=("$mode $prec $cl")
     done; done; done
     DET_FPS_ARGS=(--batch 1 --device cuda --rounds 20 --warmup 5)
-    MODELS=(glnet-stl glnet-4g swin-t convnext-t glnet-stl-local)
+    MODELS=(glnet-stl glnet-4g swin-t convnext-t glnet-stl-local-only)
     DET_MODELS=(glnet-stl glnet-4g swin-t)
     SEG_MODELS=(glnet-toy glnet-stl swin-t)
 fi
@@ -206,13 +206,13 @@ else
         file="$WORK/bench-$mode-$prec-cl$cl.json"
         cl_arg=(); [ "$cl" = off ] || cl_arg=(--channels-last)
         echo "== throughput: $mode $prec channels_last=$cl" | tee -a "$LOG"
-        "$VPY" tools/benchmark.py "$mode" --models "${MODELS[@]}" --baseline swin-t \
+        "$VPY" tools/analysis_tools/benchmark.py "$mode" --models "${MODELS[@]}" --baseline swin-t \
             "${BENCH_ARGS[@]}" --precision "$prec" "${cl_arg[@]}" --out "$file" >> "$LOG" 2>&1 ||
             { failed=$((failed + 1)); echo "   failed: $mode $prec $cl" | tee -a "$LOG"; }
         files+=("$file")
     done
     status=ok; [ "$failed" = 0 ] || status=failed
-    record throughput "$status" "$((SECONDS - t))" "${#BENCH_RUNS[@]} runs of tools/benchmark.py, $failed failed" "${files[@]}"
+    record throughput "$status" "$((SECONDS - t))" "${#BENCH_RUNS[@]} runs of tools/analysis_tools/benchmark.py, $failed failed" "${files[@]}"
     echo "== step throughput: $status in $((SECONDS - t)) s" | tee -a "$LOG"
 fi
 
@@ -268,7 +268,7 @@ else
         "$VPY" .dev_scripts/gpu_check_steps.py det --device "$DEVICE" --iters "$ITERS" "${TRAIN_ARGS[@]}" \
         --work "$WORK/det" --out "$WORK/det.json"
     run_step det-fps "Mask R-CNN FPS: ${DET_MODELS[*]} (baseline swin-t)" "$WORK/det-fps.json" -- \
-        "$VPY" tools/benchmark.py detector --models "${DET_MODELS[@]}" --baseline swin-t \
+        "$VPY" tools/analysis_tools/benchmark.py detector --models "${DET_MODELS[@]}" --baseline swin-t \
         "${DET_FPS_ARGS[@]}" --precision fp32 --out "$WORK/det-fps.json"
 fi
 

@@ -113,7 +113,7 @@ def _train(cfg, name, device, work):
     import torch
     from mmengine.runner import Runner
 
-    from glnet_mm.analysis import count_params
+    from glnet_mm.utils.flops import count_params
     cfg.work_dir = osp.join(work, name)
     cfg.experiment_name = f'gpu_check_{name}'  # its own MessageHub
     if device == 'cpu':

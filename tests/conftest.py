@@ -48,9 +48,10 @@ def load_golden(variant):
 
 
 def load_tool(name):
-    """The module of ``tools/<name>.py`` (tools/ is not a package)."""
+    """The module of ``tools/<name>.py``, ``<name>`` with its subfolder
+    (``'deployment/export_onnx'``); tools/ is not a package."""
     spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
+        osp.basename(name), osp.join(REPO, 'tools', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -8,9 +8,9 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from glnet_mm import GLNet
-from glnet_mm.analysis import count_flops, count_params
-from glnet_mm.models.glmix import GLMixBlock
-from glnet_mm.models.glmix_ablations import WindowMHSA, bucket_means
+from glnet_mm.utils.flops import count_flops, count_params
+from glnet_mm.models.backbones.glmix import GLMixBlock
+from glnet_mm.models.backbones.glmix_ablations import WindowMHSA, bucket_means
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                    'configs', 'classification')

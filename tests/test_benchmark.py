@@ -1,4 +1,4 @@
-"""tools/benchmark.py (on glnet_mm/benchmark.py) in its smoke mode: every
+"""tools/analysis_tools/benchmark.py, the one benchmark harness, in its smoke mode: every
 task runs, compares against a baseline and writes its rows, FLOP and GEMM-rate
 columns and a Pareto plot; no timing is asserted."""
 import csv
@@ -12,7 +12,6 @@ import torch
 import yaml
 from conftest import REPO
 
-from glnet_mm import benchmark as harness
 
 SEG_TOY = osp.join(REPO, 'configs', 'segmentation',
                    'upernet_glnet-toy_1xb8-600iter_toy-ade-128x128.py')
@@ -23,21 +22,21 @@ DET_TOY = osp.join(REPO, 'configs', 'detection',
 @pytest.fixture(scope='module')
 def bench():
     # importable by name: the spawned memory processes import it too
-    sys.path.insert(0, osp.join(REPO, 'tools'))
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
     try:
         yield importlib.import_module('benchmark')
     finally:
-        sys.path.remove(osp.join(REPO, 'tools'))
+        sys.path.remove(osp.join(REPO, 'tools', 'analysis_tools'))
 
 
 def test_backbone_smoke_with_memory_json_and_pareto(bench, tmp_path, capsys):
     out, png = tmp_path / 'rows.json', tmp_path / 'pareto.png'
     rows = bench.main(['backbone', '--models', 'glnet-stl',
-                       'glnet-stl-local', '--baseline', 'glnet-stl',
+                       'glnet-stl-local-only', '--baseline', 'glnet-stl',
                        '--size', '64', '--batch', '2', '--smoke', '--memory',
                        '--threads', '1', '--out', str(out), '--pareto',
                        str(png)])
-    assert [r['model'] for r in rows] == ['glnet-stl', 'glnet-stl-local']
+    assert [r['model'] for r in rows] == ['glnet-stl', 'glnet-stl-local-only']
     for row in rows:
         assert row['images_per_s'] > 0 and row['train_mem_gib'] > 0
         assert row['images_per_s_vs_baseline'] == pytest.approx(
@@ -57,7 +56,7 @@ def test_backbone_smoke_with_memory_json_and_pareto(bench, tmp_path, capsys):
         assert row['gemm_fraction'] == pytest.approx(row['gflop_s'] / gemm)
     assert rows[1]['gflops_per_image'] < rows[0]['gflops_per_image']
     table = capsys.readouterr().out
-    assert '| glnet-stl-local |' in table and 'x)' in table
+    assert '| glnet-stl-local-only |' in table and 'x)' in table
     assert 'GFLOP/s' in table and f'{gemm:.1f} GFLOP/s' in table
     assert png.read_bytes().startswith(b'\x89PNG\r\n\x1a\n')
     assert png.stat().st_size > 1000
@@ -66,7 +65,7 @@ def test_backbone_smoke_with_memory_json_and_pareto(bench, tmp_path, capsys):
             bench.main(['backbone', '--smoke', flag, str(path)])
         assert 'exists' in capsys.readouterr().err
     with pytest.raises(FileExistsError):
-        harness.pareto_plot(str(png), {}, (), 'x', 'title')
+        bench.pareto_plot(str(png), {}, (), 'x', 'title')
 
 
 def test_pareto_top1_from_metafiles(bench, tmp_path):
@@ -81,7 +80,7 @@ def test_pareto_top1_from_metafiles(bench, tmp_path):
         local, = [m for m in yaml.safe_load(f)['Models']
                   if m['Name'] == 'glnet-stl-local-only_16xb128_in1k']
     assert 'Results' not in local
-    assert bench.top1('glnet-stl-local') == 81.8 == local['Metadata'][
+    assert bench.top1('glnet-stl-local-only') == 81.8 == local['Metadata'][
         bench.REPORTED_TOP1]
     import mmpretrain
     with open(osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs',
@@ -180,21 +179,34 @@ def test_bad_arguments_are_named(bench, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_harness_interleaves_and_summarises():
+def test_harness_interleaves_and_summarises(bench):
     order = []
-    times = harness.time_interleaved(
+    times = bench.time_interleaved(
         dict(a=lambda: order.append('a'), b=lambda: order.append('b')),
         rounds=3, warmup=1, device='cpu')
     assert order == ['a', 'b'] * 4
     assert [len(t) for t in times.values()] == [3, 3]
-    summary = harness.summarise([2.0, 1.0, 4.0], images=8)
+    summary = bench.summarise([2.0, 1.0, 4.0], images=8)
     assert summary == dict(images_per_s=4.0, best_images_per_s=8.0,
                            rounds=3)
-    rows = harness.add_ratios(  # a row's own figures are no settings
+    rows = bench.add_ratios(  # a row's own figures are no settings
         [dict(model='a', images_per_s=2.0, gflops_per_image=1.0),
          dict(model='b', images_per_s=3.0, gflops_per_image=2.0)],
         'a', ('images_per_s', ))
     assert rows[1]['images_per_s_vs_baseline'] == 1.5
-    assert harness.gemm_gflop_s([1.0, 4.0, 2.0], n=10) == 2 * 10**3 / 2e9
-    harness.gemm_call('cpu', 'bf16', n=8)()  # bf16 tensors, runs
-    assert torch.get_num_threads() >= 1
+    assert bench.gemm_gflop_s([1.0, 4.0, 2.0], n=10) == 2 * 10**3 / 2e9
+    bench.gemm_call('cpu', 'bf16', n=8)()  # bf16 tensors, runs
+
+
+def test_model_names_come_from_the_arch_table_and_the_model_index(bench):
+    from glnet_mm.models import arch_zoo
+    names = bench.glnet_models()
+    assert {f'glnet-{k.replace("_", "-")}' for k in arch_zoo} - set(names) \
+        == {'glnet-toy'}
+    with open(osp.join(REPO, 'configs', 'classification', 'ablations',
+                       'metafile.yml')) as f:
+        ablations = [m['Name'].split('_')[0]
+                     for m in yaml.safe_load(f)['Models']]
+    assert len(ablations) > 10 and set(ablations) <= set(names)
+    local = bench._backbone_cfg('glnet-stl-local-only', classifier=False)
+    assert local['arch']['branches'] == 'local'

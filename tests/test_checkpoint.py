@@ -10,9 +10,9 @@ import torch
 from conftest import REPO, arch_from_official, load_golden
 
 from glnet_mm import GLNet, load_pretrained, safe_load
-from glnet_mm.checkpoint_io import CheckpointError
-from glnet_mm.compat import torch_at_least
-from glnet_mm.safe_unpickler import OpaqueObject, RefusedGlobal
+from glnet_mm.checkpoint.loading import CheckpointError
+from glnet_mm.utils.compat import torch_at_least
+from glnet_mm.checkpoint.unpickler import OpaqueObject, RefusedGlobal
 
 
 def official_like_checkpoint(path, golden):
@@ -164,7 +164,7 @@ def test_openmmlab_checkpoint_with_backbone_prefix(tmp_path, golden_stl):
 def test_mmengine_runner_checkpoint_loads(tmp_path):
     """What an mmengine runner saves (message hub with HistoryBuffers, numpy
     scalars and arrays) loads through mmengine's own loader, safely."""
-    from glnet_mm.checkpoint_io import safe_loading
+    from glnet_mm.checkpoint.loading import safe_loading
     import numpy as np
     from mmengine.logging import HistoryBuffer, MessageHub
     from mmengine.runner.checkpoint import CheckpointLoader
@@ -236,7 +236,7 @@ def test_downloads_are_loaded_safely(http_root, tmp_path):
 def test_safe_loading_is_explicit(official_file):
     """mmengine's own loader (``load_from``, ``resume``) reads through the
     restricted unpickler only once safe loading is turned on: by the config
-    line ``custom_imports=dict(imports=['glnet_mm.safe_loading'])``, never by
+    line ``custom_imports=dict(imports=['glnet_mm.checkpoint.process_wide'])``, never by
     ``import glnet_mm``. Before, torch's default applies: torch >= 2.6
     refuses the official file (``weights_only=True`` without the
     allow-list), older torch unpickles anything (``weights_only=False``)."""
@@ -245,7 +245,7 @@ def test_safe_loading_is_explicit(official_file):
         from mmengine.config import Config
         from mmengine.runner.checkpoint import CheckpointLoader
         import glnet_mm
-        from glnet_mm.checkpoint_io import safe_loading_enabled
+        from glnet_mm.checkpoint.loading import safe_loading_enabled
         print('enabled before:', safe_loading_enabled())
         try:
             ckpt = CheckpointLoader.load_checkpoint({official_file!r})
@@ -254,7 +254,7 @@ def test_safe_loading_is_explicit(official_file):
             print('refused before:', type(error).__name__)
         cfg = os.path.join(tempfile.mkdtemp(), 'cfg.py')
         with open(cfg, 'w') as f:
-            f.write("custom_imports = dict(imports=['glnet_mm.safe_loading'])")
+            f.write("custom_imports = dict(imports=['glnet_mm.checkpoint.process_wide'])")
         Config.fromfile(cfg)
         print('enabled after:', safe_loading_enabled())
         ckpt = CheckpointLoader.load_checkpoint({official_file!r})
@@ -273,7 +273,7 @@ def test_safe_loading_is_explicit(official_file):
     assert lines == [
         'enabled before: False', before, 'enabled after: True',
         "loaded after: ['args', 'epoch', 'model'] DictConfig "
-        "glnet_mm.safe_unpickler"]
+        "glnet_mm.checkpoint.unpickler"]
 
 
 def test_safe_loading_context_keeps_the_process_switch():
@@ -282,7 +282,7 @@ def test_safe_loading_context_keeps_the_process_switch():
     block alone gives torch.load back on exit."""
     script = textwrap.dedent("""
         import torch
-        from glnet_mm.checkpoint_io import (
+        from glnet_mm.checkpoint.loading import (
             enable_safe_loading, safe_loading, safe_loading_enabled)
         with safe_loading():
             print(safe_loading_enabled(), torch.load.__module__)
@@ -296,8 +296,8 @@ def test_safe_loading_context_keeps_the_process_switch():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split('\n')[:3] == [
-        'True glnet_mm.safe_unpickler', 'False torch.serialization',
-        'True glnet_mm.safe_unpickler']
+        'True glnet_mm.checkpoint.unpickler', 'False torch.serialization',
+        'True glnet_mm.checkpoint.unpickler']
 
 
 def _evil(marker):
@@ -316,7 +316,7 @@ def test_every_torch_load_is_restricted_inside_the_block(tmp_path, zipfile):
     """Inside safe_loading(), torch.load refuses code whatever its caller
     passes (torch.hub passes weights_only=False), in the zip and in the
     legacy file format, on every torch."""
-    from glnet_mm.checkpoint_io import safe_loading
+    from glnet_mm.checkpoint.loading import safe_loading
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
     torch.save({'x': _evil(marker)}, path,
@@ -370,7 +370,7 @@ def test_torchscript_archive_is_refused(tmp_path):
 
 def test_user_allowed_globals(tmp_path):
     """add_safe_globals lets a trusted class through, on every torch."""
-    from glnet_mm import safe_unpickler
+    from glnet_mm.checkpoint import unpickler as safe_unpickler
     path = tmp_path / 'extra.pth'
     torch.save({'x': Trusted(3)}, path)
     with pytest.raises(CheckpointError, match='Trusted'):

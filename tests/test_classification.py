@@ -14,7 +14,7 @@ from conftest import arch_from_official, load_golden
 from conftest import load_tool as tool
 from mmengine.config import Config
 
-from glnet_mm.analysis import count_params
+from glnet_mm.utils.flops import count_params
 from glnet_mm.datasets.toy_imagefolder import (TOY_SHAPES_CLASSES,
                                                make_toy_imagefolder,
                                                render_toy_shape)
@@ -56,7 +56,7 @@ def test_every_config_is_found():
     for config in ALL_CONFIGS:
         cfg = load(config)
         assert cfg.custom_imports['imports'] == SHARED_IMPORTS + (
-            ['glnet_mm.classification'] if 'tklb' in config else [])
+            ['glnet_mm.models.heads'] if 'tklb' in config else [])
         assert cfg.model.type == 'ImageClassifier'
         assert cfg.model.backbone.type == 'GLNet'
 
@@ -170,7 +170,7 @@ GOLDEN_CONFIGS = {'stl': 'stl', 'stl_paramslot': 'stl-paramslot',
 
 @pytest.mark.parametrize('variant', GOLDEN_CONFIGS)
 def test_official_weights_through_converter_and_runner(variant, tmp_path):
-    """An official-layout checkpoint -> tools/convert_official.py -> the
+    """An official-layout checkpoint -> tools/model_converters/convert_official.py -> the
     3rdparty config's runner -> the authors' logits."""
     from mmengine.runner import Runner
     golden = load_golden(variant)
@@ -182,7 +182,7 @@ def test_official_weights_through_converter_and_runner(variant, tmp_path):
     src = str(tmp_path / 'official.pth')
     torch.save(official, src)
     dst = str(tmp_path / 'converted.pth')
-    converter = tool('convert_official')
+    converter = tool('model_converters/convert_official')
     converter.main([src, dst])
     with pytest.raises(SystemExit, match='refusing to overwrite'):
         converter.main([src, dst])
@@ -207,7 +207,7 @@ def test_converter_rejects_a_non_classifier(tmp_path):
     src = str(tmp_path / 'backbone_only.pth')
     torch.save(dict(state_dict={'backbone.stem.weight': torch.zeros(1)}), src)
     with pytest.raises(SystemExit, match='not an official GLNet classifier'):
-        tool('convert_official').main([src, str(tmp_path / 'out.pth')])
+        tool('model_converters/convert_official').main([src, str(tmp_path / 'out.pth')])
     assert not os.path.exists(tmp_path / 'out.pth')
 
 
@@ -271,7 +271,7 @@ def test_toy_training_through_the_runner(tmp_path):
 
 
 def test_mim_train_and_test_the_toy_classifier(tmp_path):
-    """The README's way in (tools/toy_classification.sh): `mim train
+    """The README's way in (tools/misc/toy_run.sh classification): `mim train
     mmpretrain` of the toy config, three epochs of two steps (its cosine
     schedule begins at epoch 2) with Accuracy on the validation split, then
     `mim test mmpretrain` of its checkpoint."""

@@ -1,4 +1,4 @@
-"""glnet_mm.compat: what differs between torch versions, and the refusals of
+"""glnet_mm.utils.compat: what differs between torch versions, and the refusals of
 features that need a newer torch than the one running."""
 import re
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import load_tool
 
-from glnet_mm import compat
+from glnet_mm.utils import compat
 
 
 def load_export_tool():
-    return load_tool('export_onnx')
+    return load_tool('deployment/export_onnx')
 
 
 def test_torch_version_parsing():
@@ -23,7 +23,7 @@ def test_torch_version_parsing():
 
 
 def test_onnx_export_refused_on_old_torch(monkeypatch):
-    """tools/export_onnx.py says which torch it needs instead of failing
+    """tools/deployment/export_onnx.py says which torch it needs instead of failing
     inside torch (the classic stack's torch 2.1 has no Dim.DYNAMIC)."""
     tool = load_export_tool()
     monkeypatch.setattr(torch, '__version__', '2.1.2')

@@ -182,9 +182,9 @@ def test_sync_bn_one_process_reverts_to_bn():
 def test_cpu_launcher_turns_sync_bn_into_bn(config):
     """torch's SyncBatchNorm refuses CPU tensors in a multi-process run, so
     the CPU path of tools/train.py and tools/test.py
-    (glnet_mm.launch) turns the config's SyncBN into BN; GPUs keep
+    (glnet_mm.apis.runner) turns the config's SyncBN into BN; GPUs keep
     it."""
-    from glnet_mm import launch as train
+    from glnet_mm.apis import runner as train
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     assert 'SyncBN' in cfg.pretty_text
     assert train.replace_sync_bn(cfg.model) >= 1

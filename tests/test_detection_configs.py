@@ -16,7 +16,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import glnet_mm  # noqa: F401  (registers GLNet)
-import glnet_mm.optim  # noqa: F401  (ModuleLrMultConstructor)
+import glnet_mm.engine.optimizers  # noqa: F401  (ModuleLrMultConstructor)
 from glnet_mm import GLNet
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -28,8 +28,7 @@ FPN = [c for c in REAL if '_fpn_' in c]  # the CNN-style detectors
 QUERY = [c for c in REAL if c.startswith(('dino', 'mask2former'))]
 TOY = [c for c in CONFIGS if 'toy' in c]
 MASK_RCNN_TOY = 'mask-rcnn_glnet-toy_fpn_1xb4-12e_toy-coco.py'
-IMPORTS = ['glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
-           'glnet_mm.optim']
+IMPORTS = ['glnet_mm', 'glnet_mm.checkpoint.process_wide', 'glnet_mm.engine']
 CHANNELS = dict(stl=[96, 192, 384, 768], toy=[32, 64, 128, 256],
                 **{'4g': [64, 128, 256, 512], '9g': [96, 192, 384, 768],
                    '16g': [128, 256, 512, 1024]})

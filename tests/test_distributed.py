@@ -27,8 +27,8 @@ from glnet_mm.datasets.toy_coco import make_toy_coco
 
 SEG_ITERS = 6
 SEG_BODY = """
-custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
-    'glnet_mm.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.checkpoint.process_wide',
+    'glnet_mm.engine.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
     allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
 pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
@@ -48,8 +48,8 @@ randomness = dict(seed=0, deterministic=True)
 
 DET_STEPS = 4
 DET_BODY = """
-custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
-    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.checkpoint.process_wide',
+    'glnet_mm.engine.hooks', 'ddp_probe'], allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
 model = dict(
     # take every candidate: no random subsampling of anchors and RoIs
@@ -221,8 +221,8 @@ def test_detection_two_processes_match_one(detection_pair):
 CLS_CONFIG = osp.join(osp.dirname(SEG_CONFIG), '..', 'classification',
                       'glnet-toy_1xb64-20e_toy-shapes.py')
 CLS_BODY = """
-custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
-    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.checkpoint.process_wide',
+    'glnet_mm.engine.hooks', 'ddp_probe'], allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'), dict(type='ProbeHook')]
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root={root!r}))

@@ -1,4 +1,4 @@
-"""tools/export_onnx.py: onnxruntime reproduces PyTorch for the GLNet-STL and
+"""tools/deployment/export_onnx.py: onnxruntime reproduces PyTorch for the GLNet-STL and
 GLNet-4G families (the golden models: the released switches, fewer blocks),
 at the export size and, with --dynamic, at other batches and sizes (one not
 divisible by 32)."""
@@ -25,7 +25,7 @@ CASES = {
 }
 
 
-tool = load_tool('export_onnx')
+tool = load_tool('deployment/export_onnx')
 
 
 def golden_config(tmp_path, golden, base, classifier):

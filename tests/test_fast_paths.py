@@ -12,10 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from glnet_mm import GLNet
-from glnet_mm.compat import NEEDS, torch_at_least
-from glnet_mm.models import glmix
-from glnet_mm.models.glmix import GELU, SelfAttention, residual
-from glnet_mm.models.pooling import adaptive_avg_pool2d, running_sum_pool2d
+from glnet_mm.utils.compat import NEEDS, torch_at_least
+from glnet_mm.models.backbones import glmix
+from glnet_mm.models.backbones.glmix import GELU, SelfAttention, residual
+from glnet_mm.models.utils.pooling import adaptive_avg_pool2d, running_sum_pool2d
 
 
 @pytest.mark.parametrize('train', [False, True])
@@ -82,7 +82,7 @@ def test_pooling_paths_agree(size):
 @pytest.mark.skipif(
     not torch_at_least(*NEEDS['onnx_export'][0]),
     reason='exporting with dynamic sizes needs torch >= '
-    f"{'.'.join(map(str, NEEDS['onnx_export'][0]))} (glnet_mm.compat.NEEDS)")
+    f"{'.'.join(map(str, NEEDS['onnx_export'][0]))} (glnet_mm.utils.compat.NEEDS)")
 def test_exported_pooling_follows_the_input_size():
     class Pool(nn.Module):
         def forward(self, x):

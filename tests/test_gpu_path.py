@@ -390,7 +390,7 @@ def test_gpu_check_dry_run(dry_run):
 
 
 def test_gpu_check_dry_run_benchmarks(dry_run):
-    """Steps 3 and 7 call tools/benchmark.py, the project's benchmark tool."""
+    """Steps 3 and 7 call tools/analysis_tools/benchmark.py, the project's benchmark tool."""
     out, out_dir, _ = dry_run
     assert out.returncode == 0, explain(out)
     results = json.loads((out_dir / 'results.json').read_text())

@@ -16,12 +16,15 @@ from conftest import (REPO, arch_from_official, load_golden, load_tool,
                       reference_path)
 from mmengine.config import Config
 
-import glnet_mm.classification  # noqa: F401  (head + ModelHub)
-from glnet_mm.analysis import count_flops, count_params
+import glnet_mm.models.heads
+from glnet_mm.apis import register_models
+from glnet_mm.utils.flops import count_flops, count_params
 from glnet_mm import checkpoint_filter_fn
-from glnet_mm.checkpoint_io import CheckpointError
-from glnet_mm.models.checkpoint_filter import (classifier_state_dict,
-                                               split_weights)
+from glnet_mm.checkpoint.loading import CheckpointError
+from glnet_mm.models.backbones.checkpoint_filter import (
+    classifier_state_dict, split_weights)
+
+REGISTERED = register_models()  # the head and the models by name
 
 CONFIGS = osp.join(REPO, 'configs', 'classification')
 TKLB = {'4g': 84.4, '9g': 85.3}  # official top-1
@@ -77,7 +80,7 @@ def test_tklb_config(size):
         osp.join(CONFIGS, f'glnet-{size}-tklb_3rdparty_in1k.py'))
     shared = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'glnet.py'))
     assert cfg.custom_imports['imports'] == \
-        shared.glnet_custom_imports.imports + ['glnet_mm.classification']
+        shared.glnet_custom_imports.imports + ['glnet_mm.models.heads']
     assert cfg.model.neck is None
     assert cfg.model.head.type == 'TokenLabelingClsHead'
     assert cfg.model.head.aux_weight == 0.5
@@ -149,10 +152,10 @@ def test_tklb_head_is_evaluation_only():
 def test_tklb_registration_does_not_override():
     from mmpretrain.registry import MODELS
     assert MODELS.get('TokenLabelingClsHead') is \
-        glnet_mm.classification.TokenLabelingClsHead
+        glnet_mm.models.heads.TokenLabelingClsHead
     with pytest.raises(KeyError):
         MODELS.register_module('TokenLabelingClsHead',
-                               module=glnet_mm.classification.ClsHead)
+                               module=glnet_mm.models.heads.tklb_cls_head.ClsHead)
 
 
 # --- models by name ------------------------------------------------------
@@ -167,7 +170,8 @@ def test_models_are_listed():
     assert expected <= names
     assert 'glnet-stl_16xb128_in1k' in names
     # registering again is a no-op
-    assert set(glnet_mm.classification.register_models()) <= names
+    assert set(REGISTERED) <= names
+    assert register_models() == REGISTERED
 
 
 def test_metafile_pages_and_top1():
@@ -281,7 +285,7 @@ class _Evil:
 
 def test_url_checkpoints_load_safely(http_root, tmp_path):
     """mmengine's own http loader unpickles with ``weights_only=False``; with
-    the configs' safe loading (``glnet_mm.safe_loading``) torch refuses."""
+    the configs' safe loading (``glnet_mm.checkpoint.process_wide``) torch refuses."""
     root, url = http_root
     marker = tmp_path / 'pwned'
     torch.save({'state_dict': {}, 'x': _Evil(marker)}, root / 'evil.pth')
@@ -348,11 +352,11 @@ def test_tklb_file_initialises_a_backbone(golden_tklb, tmp_path):
 
 
 def test_converted_tklb_file_loads_strictly(golden_tklb, tmp_path):
-    """tools/convert_official.py on a token-labeling file: an mmpretrain
+    """tools/model_converters/convert_official.py on a token-labeling file: an mmpretrain
     checkpoint of the tklb classifier (the token head under head.)."""
     from mmengine.runner import load_checkpoint
     from mmpretrain.registry import MODELS
-    converter = load_tool('convert_official')
+    converter = load_tool('model_converters/convert_official')
     src = write_official(tmp_path / 'glnet_4g_tklb.pth', golden_tklb)
     dst = str(tmp_path / 'glnet-4g-tklb_3rdparty_in1k.pth')
     converter.convert(src, dst)

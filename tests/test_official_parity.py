@@ -13,7 +13,7 @@ from conftest import (GOLDEN, REPO, RELEASED, arch_from_official, load_golden,
                       reference_path)
 
 from glnet_mm import GLNet, checkpoint_filter_fn, load_pretrained
-from glnet_mm.analysis import ATTENTION_CORE, count_params, flop_counts
+from glnet_mm.utils.flops import ATTENTION_CORE, count_params, flop_counts
 from glnet_mm.models import resolve_arch
 
 

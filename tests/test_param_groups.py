@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-import glnet_mm.optim  # noqa: F401  (ModuleLrMultConstructor)
+import glnet_mm.engine.optimizers  # noqa: F401  (ModuleLrMultConstructor)
 
 CONFIGS = osp.join(REPO, 'configs')
 SHIPPED = sorted(
@@ -68,7 +68,7 @@ def test_every_recipe_uses_the_shared_rule():
                     assert paramwise.custom_keys[name] == rule, (path, name)
             else:
                 assert paramwise[key] == value, (path, key)
-        assert 'glnet_mm.safe_loading' in cfg.custom_imports.imports, path
+        assert 'glnet_mm.checkpoint.process_wide' in cfg.custom_imports.imports, path
 
 
 @pytest.mark.parametrize('task, config, holds', BUILT,

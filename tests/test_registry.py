@@ -1,6 +1,7 @@
 """GLNet in the three OpenMMLab registries and inside upstream models."""
 import importlib.util
 import os
+import os.path as osp
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ from mmengine.registry import init_default_scope
 
 from conftest import REPO
 
+import glnet_mm
 from glnet_mm import GLNet
 
 TINY = dict(depths=[1, 1, 2, 1], channels=[32, 64, 96, 128])
@@ -47,9 +49,9 @@ def test_import_has_no_side_effects():
               "'TORCH_FORCE_WEIGHTS_ONLY_LOAD' in os.environ)\n"
               'from mmengine.registry import MODELS\n'
               "print(MODELS.get('GLNet') is glnet_mm.GLNet)\n"
-              'import glnet_mm.hooks, glnet_mm.optim\n'
+              'import glnet_mm.engine.hooks, glnet_mm.engine.optimizers\n'
               "print(sorted(m for m in ('mmdet', 'mmseg', 'mmpretrain', "
-              "'mmcv', 'glnet_mm.slots') if m in sys.modules))\n")
+              "'mmcv', 'glnet_mm.visualization.slots') if m in sys.modules))\n")
     lines = out.split('\n')
     assert lines[:3] == ['[]', 'True True False', 'True']
     assert lines[3] == '[]', 'hooks/optim imported a toolbox or the slots'
@@ -188,7 +190,7 @@ def test_model_code_imports_without_mmcv():
               'import torch, glnet_mm\n'
               "m = glnet_mm.GLNet('stl').eval()\n"
               'print([tuple(o.shape) for o in m(torch.randn(1, 3, 64, 64))])\n'
-              'from glnet_mm.analysis import count_flops\n'
+              'from glnet_mm.utils.flops import count_flops\n'
               'print(count_flops(m, (1, 3, 64, 64)) > 0)\n')
     out = subprocess.run([sys.executable, '-c', script], capture_output=True,
                          text=True)
@@ -225,3 +227,45 @@ def test_build_backbone_of_a_config(config, tmp_path):
     with pytest.raises(ValueError, match="resnet.py: model.backbone is not "
                        "a GLNet \\(type='ResNet'\\)"):
         build_backbone(str(resnet))
+
+
+def test_layout_and_one_way_imports():
+    """At most three modules at the package's top; ``models`` imports none
+    of ``engine``, ``apis``, ``visualization`` or ``tools`` (imports flow
+    one way: apis and engine build on models, never the reverse); and no
+    module of the package imports a toolbox at its top (only inside a
+    function, or in a module a config imports for that toolbox)."""
+    import ast
+    import glob
+    root = osp.dirname(osp.abspath(glnet_mm.__file__))
+    assert len(glob.glob(osp.join(root, '*.py'))) <= 3
+    for sub in ('models/backbones', 'models/heads', 'engine/hooks',
+                'engine/optimizers', 'apis', 'checkpoint', 'utils',
+                'visualization'):
+        assert osp.isfile(osp.join(root, sub, '__init__.py')), sub
+    upward = ('engine', 'apis', 'visualization', 'tools')
+    toolbox_modules = {'models/heads/tklb_cls_head.py',
+                       'datasets/toy_ade_dataset.py'}
+    for path in glob.glob(osp.join(root, '**', '*.py'), recursive=True):
+        rel = osp.relpath(path, root)
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                dotted = node.module or ''
+                if node.level:  # resolve the relative import
+                    base = rel.split(os.sep)[:-node.level]
+                    dotted = '.'.join(['glnet_mm', *base, dotted]).strip('.')
+                names = [dotted]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split('.')
+                if rel.startswith('models'):
+                    assert not (parts[0] == 'glnet_mm' and len(parts) > 1
+                                and parts[1] in upward), (rel, name)
+                if node in tree.body and rel not in toolbox_modules:
+                    assert parts[0] not in ('mmdet', 'mmseg', 'mmpretrain'), \
+                        (rel, name)

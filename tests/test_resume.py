@@ -27,8 +27,8 @@ from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
 
 SEG_BODY = """
-custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
-    'glnet_mm.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.checkpoint.process_wide',
+    'glnet_mm.engine.hooks', 'glnet_mm.datasets.toy_ade_dataset', 'ddp_probe'],
     allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'),
                 dict(type='ProbeHook', pause_at='iter_2.pth')]
@@ -43,8 +43,8 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2),
 randomness = dict(seed=0, deterministic=True)
 """
 DET_BODY = """
-custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading',
-    'glnet_mm.hooks', 'ddp_probe'], allow_failed_imports=False)
+custom_imports = dict(imports=['glnet_mm', 'glnet_mm.checkpoint.process_wide',
+    'glnet_mm.engine.hooks', 'ddp_probe'], allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'),
                 dict(type='ProbeHook', pause_at='epoch_1.pth')]
 model = dict(test_cfg=dict(rcnn=dict(score_thr=0.)))
@@ -140,7 +140,7 @@ def test_toy_configs_carry_the_rng_state_hook():
     for path in (SEG_CONFIG, DET_CONFIG):
         cfg = Config.fromfile(path)
         assert dict(type='RNGStateHook') in cfg.custom_hooks
-        assert 'glnet_mm.hooks' in cfg.custom_imports.imports
+        assert 'glnet_mm.engine.hooks' in cfg.custom_imports.imports
 
 
 def test_detection_resumed_by_mim_is_exact(tmp_path):

@@ -14,7 +14,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import glnet_mm  # noqa: F401  (registers GLNet)
-import glnet_mm.optim  # noqa: F401  (ModuleLrMultConstructor)
+import glnet_mm.engine.optimizers  # noqa: F401  (ModuleLrMultConstructor)
 from glnet_mm import GLNet
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""SlotVisualizationHook (glnet_mm/hooks.py): its arguments, its checks
+"""SlotVisualizationHook (glnet_mm/engine/hooks/): its arguments, its checks
 before a run, what it imports, and a classification run through mmengine's
 runner (the detection and segmentation runs: tests/test_query_heads_toy.py).
 """
@@ -13,7 +13,7 @@ from PIL import Image
 
 from glnet_mm import GLNet
 from glnet_mm.datasets.toy_imagefolder import make_toy_imagefolder
-from glnet_mm.hooks import SlotVisualizationHook
+from glnet_mm.engine.hooks import SlotVisualizationHook
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -60,7 +60,7 @@ def test_python_dash_m_imports_no_toolbox(name, tmp_path):
 def test_toy_run_takes_the_task():
     for args in ([], ['imagenet']):
         proc = subprocess.run(
-            ['bash', os.path.join(REPO, 'tools', 'toy_run.sh'), *args],
+            ['bash', os.path.join(REPO, 'tools', 'misc', 'toy_run.sh'), *args],
             capture_output=True, text=True)
         assert proc.returncode == 2 and 'usage' in proc.stderr
         assert 'detection|segmentation|classification' in proc.stderr

@@ -1,4 +1,4 @@
-"""tools/visualize_slots.py: k-medoids, hook capture, the PNG grid for a
+"""tools/visualization/visualize_slots.py: k-medoids, hook capture, the PNG grid for a
 classifier and for the backbone of a detector config."""
 import os.path as osp
 
@@ -20,7 +20,7 @@ TOY_CONFIG = osp.join(REPO, 'configs', 'classification',
 
 @pytest.fixture(scope='module')
 def vis():
-    return load_tool('visualize_slots')
+    return load_tool('visualization/visualize_slots')
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ metric of the whole set. `--out` also saves the raw predictions (a pickle),
 import argparse
 import os.path as osp
 
-from glnet_mm import launch
+from glnet_mm.apis import runner as glnet_runner
 
 # What --out and --show-dir set in a config, per toolbox (as their own
 # tools/test.py do).
@@ -32,7 +32,7 @@ def parse_args(argv=None):
     parser.add_argument('--show-dir', help='save the drawn predictions '
                         'there (relative paths: inside the run\'s folder '
                         'of the work dir)')
-    return launch.parse_args(parser, argv)
+    return glnet_runner.parse_args(parser, argv)
 
 
 def show_predictions(cfg, toolbox, show_dir):
@@ -52,7 +52,7 @@ def show_predictions(cfg, toolbox, show_dir):
 
 
 def build_cfg(args):
-    cfg = launch.runner_config(args.config, args.cfg_options,
+    cfg = glnet_runner.runner_config(args.config, args.cfg_options,
                                args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
     toolbox = cfg.default_scope  # checked by runner_config
@@ -74,7 +74,7 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    runner = launch.build_runner(build_cfg(args))
+    runner = glnet_runner.build_runner(build_cfg(args))
     metrics = runner.test()
     return runner, metrics
 

@@ -10,11 +10,11 @@ under srun. The toolbox (mmdet, mmseg or mmpretrain) is the config's
 in the toolboxes' own `tools/train.py`, whose steps this file follows.
 
 The CPU path of a multi-process run (gloo, DDP without device ids, SyncBN
-turned into BN) is `glnet_mm.launch`'s, shared with `tools/test.py`.
+turned into BN) is `glnet_mm.apis.runner`'s, shared with `tools/test.py`.
 """
 import argparse
 
-from glnet_mm import launch
+from glnet_mm.apis import runner as glnet_runner
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a glnet_mm config')
@@ -28,11 +28,11 @@ def parse_args(argv=None):
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr with the total batch size '
                         '(the config\'s auto_scale_lr.base_batch_size)')
-    return launch.parse_args(parser, argv)
+    return glnet_runner.parse_args(parser, argv)
 
 
 def build_cfg(args):
-    cfg = launch.runner_config(args.config, args.cfg_options,
+    cfg = glnet_runner.runner_config(args.config, args.cfg_options,
                                args.work_dir, args.launcher)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -51,7 +51,7 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    runner = launch.build_runner(build_cfg(args))
+    runner = glnet_runner.build_runner(build_cfg(args))
     runner.train()
     return runner
 

@@ -4,19 +4,18 @@
 
 # Register GLNet (import glnet_mm: torch + mmengine only), turn on safe
 # checkpoint loading for the run (weights_only with the project's allow-list,
-# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint_io.py),
-# and register RNGStateHook and SlotVisualizationHook (glnet_mm.hooks) and
-# ModuleLrMultConstructor (glnet_mm.optim); all mmengine only.
+# for load_from, resume and Pretrained init alike; glnet_mm/checkpoint/), and
+# register RNGStateHook, SlotVisualizationHook and ModuleLrMultConstructor
+# (glnet_mm.engine); all mmengine only.
 # Each task's base sets `custom_imports = {{_base_.glnet_custom_imports}}`
 # (an upstream base may have its own custom_imports, and mmengine refuses the
 # same key in two bases).
 glnet_custom_imports = dict(
-    imports=['glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
-             'glnet_mm.optim'],
+    imports=['glnet_mm', 'glnet_mm.checkpoint.process_wide', 'glnet_mm.engine'],
     allow_failed_imports=False)
 
 # Exact resume (`--resume` continues as if never stopped): every checkpoint
-# also holds each process's random generator states (glnet_mm/hooks.py).
+# also holds each process's random generator states (glnet_mm/engine/hooks).
 custom_hooks = [dict(type='RNGStateHook')]
 
 # The official ImageNet-1k checkpoints of the GLNet release (the files as
@@ -64,7 +63,7 @@ glnet_paramwise_cfg = dict(
 # 'backbone' would replace the decay rule above for the whole backbone
 # (mmengine applies one custom key and skips every other rule), so the
 # multiplier is applied on top of the rule by ModuleLrMultConstructor
-# (glnet_mm/optim.py). `_delete_`: replaces the upstream paramwise_cfg.
+# (glnet_mm/engine/optimizers/module_lr_mult_constructor.py). `_delete_`: replaces the upstream paramwise_cfg.
 glnet_query_head_paramwise_cfg = dict(
     _delete_=True, module_lr_mult=dict(backbone=0.1), **glnet_paramwise_cfg)
 # Mask2Former's upstream configs (mmdet and mmseg) also keep its learned

@@ -1,6 +1,6 @@
 # Evaluate the official GLNet-16G weights (model card: 85.0 top-1) with
 # mmpretrain. Convert the released checkpoint once, then test:
-#   python tools/convert_official.py glnet_16g.pth \
+#   python tools/model_converters/convert_official.py glnet_16g.pth \
 #       checkpoints/glnet-16g_3rdparty_in1k.pth
 #   mim test mmpretrain configs/classification/glnet-16g_3rdparty_in1k.py \
 #       --checkpoint checkpoints/glnet-16g_3rdparty_in1k.pth

@@ -8,8 +8,8 @@ _base_ = './glnet-4g_16xb128_in1k.py'
 # configs/_base_/glnet.py's imports, and the token-labeling head
 custom_imports = dict(
     imports=[
-        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
-        'glnet_mm.optim', 'glnet_mm.classification'
+        'glnet_mm', 'glnet_mm.checkpoint.process_wide', 'glnet_mm.engine',
+        'glnet_mm.models.heads'
     ],
     allow_failed_imports=False)
 # The token-labeling classifier pools the last stage itself: no neck.

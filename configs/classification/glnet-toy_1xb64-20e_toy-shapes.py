@@ -3,7 +3,7 @@
 #   python -m glnet_mm.datasets.toy_imagefolder data/toy_shapes
 #   mim train mmpretrain \
 #       configs/classification/glnet-toy_1xb64-20e_toy-shapes.py
-# (`bash tools/toy_run.sh classification` does both, then tests and draws the
+# (`bash tools/misc/toy_run.sh classification` does both, then tests and draws the
 # slots).
 _base_ = './glnet-stl_16xb128_in1k.py'
 

@@ -1,6 +1,7 @@
-from .checkpoint_filter import checkpoint_filter_fn, load_pretrained
-from .glmix import GLMixBlock, MHABlock, TransformerBlock
-from .glnet import GLNet, arch_zoo, resolve_arch
+"""GLNet's modules. ``heads`` (mmpretrain) is imported only on demand."""
+from .backbones import (GLMixBlock, GLNet, MHABlock, TransformerBlock,
+                        arch_zoo, checkpoint_filter_fn, load_pretrained,
+                        resolve_arch)
 
 __all__ = ['GLNet', 'GLMixBlock', 'MHABlock', 'TransformerBlock', 'arch_zoo',
            'checkpoint_filter_fn', 'load_pretrained', 'resolve_arch']

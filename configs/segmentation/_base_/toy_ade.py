@@ -5,8 +5,7 @@
 # are merged into the upstream settings (samplers, IoUMetric stay mmseg's).
 toy_ade_custom_imports = dict(
     imports=[
-        'glnet_mm', 'glnet_mm.safe_loading', 'glnet_mm.hooks',
-        'glnet_mm.optim', 'glnet_mm.datasets.toy_ade_dataset'
+        'glnet_mm', 'glnet_mm.checkpoint.process_wide', 'glnet_mm.engine', 'glnet_mm.datasets.toy_ade_dataset'
     ],
     allow_failed_imports=False)
 toy_ade_root = 'data/toy_ade'

@@ -1,14 +1,38 @@
 """Speed and memory of GLNet beside Swin-T and ConvNeXt-T, in one run.
 
-One tool for every figure, on the harness of ``glnet_mm/benchmark.py``
-(interleaved rounds, median and best images/s, training-step peak memory in
-a fresh process per model, Markdown table, JSON/CSV rows). Weights are
-random: speed does not depend on them.
+The one benchmark harness: every figure of docs/speed.md comes from here.
+Weights are random: speed does not depend on them.
+
+The rules:
+
+* **Timing**: the models take turns in interleaved rounds (one timed call of
+  each per round, after ``warmup`` untimed rounds), so that a change of a
+  machine's load hits them all alike; CUDA is synchronised around each call.
+  A model's figure is images/s from the median and from the minimum time
+  over the rounds; ratios compare models of the same run only.
+* **GEMM rate**: a ``GEMM_N``-cubed matmul (2048) on the run's device, in
+  its precision's dtype (fp32, fp16 or bf16 tensors), takes its turn in the
+  same interleaved rounds as the models; ``2 n^3`` over its median time is
+  the machine's reachable GFLOP/s, against which the tool sets each model's
+  achieved GFLOP/s (its FLOPs per image times its median images/s).
+* **Memory**: the peak memory of a full training step (forward, loss,
+  backward and the AdamW update) is measured in a fresh process per model,
+  over two steps (the first also creates AdamW's state), from just before
+  the model is built: on CUDA ``torch.cuda.max_memory_allocated`` minus what
+  was allocated before; on a CPU the rise of the process's peak resident
+  memory (``VmHWM``) over its resident memory before. Both therefore count
+  weights, gradients, optimizer state and activations, and nothing of the
+  interpreter or the libraries.
+* **Output**: a Markdown table, and the rows as JSON or CSV (``--out``),
+  with the machine, the thread count, the precision and the settings; a
+  Pareto plot of accuracy against images/s (``--pareto``, matplotlib's Agg
+  backend). No output file is ever overwritten.
+
 
 Compute use (``backbone`` and ``classifier``): a 2048^3 matmul in the run's
 precision takes its turn in the same rounds (the GEMM rate, in the header and
 the meta); each row has ``gflops_per_image`` (2 x the multiply-adds of
-``glnet_mm.analysis.count_flops`` on one image: of the backbone, or of the
+``glnet_mm.utils.flops.count_flops`` on one image: of the backbone, or of the
 whole classifier with pooling and head; counted on a CPU copy in eval mode),
 ``gflop_s`` (that times the median images/s) and ``gemm_fraction`` (of the
 GEMM rate). FLOPs are the forward's in both modes: a training step does about
@@ -19,9 +43,9 @@ figures are the forward's share.
 (``with_cp=True``; detector/segmentor configs: ``model.backbone.with_cp``),
 for ``--mode train`` and ``--memory``; rows record it. ``--pareto PATH``
 plots ImageNet-1k top-1 against the median images/s of this run, the GLNet
-sizes joined: top-1 from the entries of ``TOP1`` in the repo's
-``model-index.yml`` (and the metafiles it imports) and in mmpretrain's
-installed metafiles; a model without one is left off, with a note.
+sizes joined: top-1 from the repo's ``model-index.yml`` (the entry named
+after the model) and, for Swin-T and ConvNeXt-T, mmpretrain's installed
+metafiles; a model without one is left off, with a note.
 
 Tasks (what a model is):
 
@@ -40,45 +64,55 @@ Tasks (what a model is):
   (``upernet``, default; ``mask2former``) beside mmseg's Swin-T config of
   the same head, ``whole`` or ``slide`` inference.
 
-Models: ``glnet-stl``, ``glnet-stl-paramslot``, ``glnet-4g``, ``glnet-9g``,
-``glnet-16g``, ``glnet-stl-local`` (the local-branch-only ablation),
-``swin-t``, ``convnext-t`` (not a detector/segmentor preset), or
-``NAME=CONFIG`` (detector/segmentor: any config of that toolbox).
+Models: the GLNet presets of the arch table (``glnet-stl``,
+``glnet-stl-paramslot``, ``glnet-4g``, ``glnet-9g``, ``glnet-16g``), the
+ablations of ``configs/classification/ablations`` by config name
+(``glnet-stl-local-only``, ...; backbone and classifier), ``swin-t``,
+``convnext-t`` (not a detector/segmentor preset), or ``NAME=CONFIG``
+(detector/segmentor: any config of that toolbox).
 
 Examples::
 
-    python tools/benchmark.py backbone --threads 2 --batch 8
-    python tools/benchmark.py classifier --device cuda --batch 128 \\
+    python tools/analysis_tools/benchmark.py backbone --threads 2 --batch 8
+    python tools/analysis_tools/benchmark.py classifier --device cuda --batch 128 \\
         --precision bf16 --channels-last --compile --out gpu.json
-    python tools/benchmark.py detector --memory --out det.csv
-    python tools/benchmark.py detector --head dino --memory
-    python tools/benchmark.py segmentor --size 512 2048 --seg-mode slide
-    python tools/benchmark.py backbone --mode train --with-cp --memory
-    python tools/benchmark.py classifier --models swin-t convnext-t \
+    python tools/analysis_tools/benchmark.py detector --memory --out det.csv
+    python tools/analysis_tools/benchmark.py detector --head dino --memory
+    python tools/analysis_tools/benchmark.py segmentor --size 512 2048 --seg-mode slide
+    python tools/analysis_tools/benchmark.py backbone --mode train --with-cp --memory
+    python tools/analysis_tools/benchmark.py classifier --models swin-t convnext-t \
         glnet-stl glnet-4g glnet-9g --pareto pareto.png
 """
 import argparse
 import copy
+import csv
+import json
+import multiprocessing as mp
+import os
 import os.path as osp
+import platform
+import statistics
 import sys
+import time
+from contextlib import nullcontext
 
 import torch
 import yaml
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a checkout without installing
 
-from glnet_mm import benchmark as harness  # noqa: E402
-from glnet_mm.analysis import count_flops, count_params  # noqa: E402
+from glnet_mm.models import arch_zoo  # noqa: E402
+from glnet_mm.utils.flops import count_flops, count_params  # noqa: E402
 
-GLNET = {
-    'glnet-stl': 'stl',
-    'glnet-stl-paramslot': 'stl_paramslot',
-    'glnet-4g': '4g',
-    'glnet-9g': '9g',
-    'glnet-16g': '16g',
-    'glnet-stl-local': dict(base='stl', branches='local'),
-}
+MODEL_INDEX = osp.join(REPO, 'model-index.yml')
+ABLATIONS = osp.join(REPO, 'configs', 'classification', 'ablations')
+# The GLNet models by name, from the arch table (glnet-stl, glnet-4g, ...)
+# and from the ablation configs of the model index (glnet-stl-local-only,
+# ... : a config glnet-stl-local-only_16xb128_in1k.py); the top-1 of
+# --pareto is the model index's entry of the same name.
+GLNET = {f'glnet-{key.replace("_", "-")}': key for key in arch_zoo
+         if key != 'toy'}
 OTHERS = ('swin-t', 'convnext-t')
 TASKS = ('backbone', 'classifier', 'detector', 'segmentor')
 # mmdet's Swin-T (as in its Swin-T detectors) on stages 1-3, in place of the
@@ -118,19 +152,12 @@ CONFIGS = {
     },
 }
 FLOP_TASKS = ('backbone', 'classifier')  # FLOPs and GEMM rate counted
-# ImageNet-1k top-1 for --pareto: an entry of the repo's model-index.yml, or
-# 'mmpretrain::<folder>/<entry>' of mmpretrain's installed metafiles.
-TOP1 = {
-    'glnet-stl': 'glnet-stl_3rdparty_in1k',
-    'glnet-stl-paramslot': 'glnet-stl-paramslot_3rdparty_in1k',
-    'glnet-4g': 'glnet-4g_3rdparty_in1k',
-    'glnet-9g': 'glnet-9g_3rdparty_in1k',
-    'glnet-16g': 'glnet-16g_3rdparty_in1k',
-    # the paper's figure for the ablation (same 300-epoch recipe; the config
-    # is not trained here, so its metafile entry has it as REPORTED_TOP1)
-    'glnet-stl-local': 'glnet-stl-local-only_16xb128_in1k',
-    'swin-t': 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k',
-    'convnext-t': 'mmpretrain::convnext/convnext-tiny_32xb128_in1k',
+# ImageNet-1k top-1 for --pareto of the baselines, in mmpretrain's installed
+# metafiles ('<folder>/<entry>'); a GLNet model's is the entry of the repo's
+# model-index.yml named after it (top1()).
+BASELINE_TOP1 = {
+    'swin-t': 'swin_transformer/swin-tiny_16xb64_in1k',
+    'convnext-t': 'convnext/convnext-tiny_32xb128_in1k',
 }
 REPORTED_TOP1 = 'Top 1 Accuracy (ImageNet-1k, reported by the authors)'
 FAMILY = ('glnet-stl', 'glnet-4g', 'glnet-9g', 'glnet-16g')  # joined
@@ -142,14 +169,262 @@ DEFAULTS = dict(  # task: (models, size, batch)
 )
 
 
+# ---------------------------------------------------------------- harness
+PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+GEMM_N = 2048  # the matmul of the GEMM rate: GEMM_N x GEMM_N x GEMM_N
+# A row's own figures; every other key of a row is a setting (add_ratios).
+FIGURES = ('model', 'params_m', 'gflops_per_image', 'gflop_s',
+           'gemm_fraction')
+
+
+def sync(device):
+    """Wait for the device's queued work (a no-op on a CPU)."""
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def autocast(device, precision):
+    """The autocast context of ``precision`` (``'fp32'``: none)."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def time_interleaved(calls, rounds, warmup, device):
+    """Seconds per call of each callable, timed in interleaved rounds.
+
+    Args:
+        calls (dict[str, callable]): What to time, by name.
+        rounds (int): Timed rounds (one call of each per round).
+        warmup (int): Untimed rounds first.
+        device: Where the work runs (synchronised around each call).
+
+    Returns:
+        dict[str, list[float]]: The timed seconds of each callable.
+    """
+    times = {name: [] for name in calls}
+    for i in range(warmup + rounds):
+        for name, call in calls.items():
+            sync(device)
+            start = time.perf_counter()
+            call()
+            sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def gemm_call(device, precision, n=GEMM_N):
+    """A function that runs one ``n`` x ``n`` x ``n`` matmul on ``device`` in
+    the dtype of ``precision`` (fp32 for ``'fp32'``), for
+    :func:`time_interleaved`; :func:`gemm_gflop_s` makes its rate."""
+    dtype = PRECISIONS[precision] or torch.float32
+    a, b, out = (torch.randn(n, n, device=device, dtype=dtype)
+                 for _ in range(3))
+    return lambda: torch.matmul(a, b, out=out)
+
+
+def gemm_gflop_s(seconds, n=GEMM_N):
+    """GFLOP/s (``2 n^3`` per call) of the median of ``seconds``."""
+    return 2 * n**3 / statistics.median(seconds) / 1e9
+
+
+def summarise(seconds, images):
+    """Images/s from the median and the fastest of ``seconds`` per call of
+    ``images`` images."""
+    return dict(images_per_s=images / statistics.median(seconds),
+                best_images_per_s=images / min(seconds),
+                rounds=len(seconds))
+
+
+def _vm_kib(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} is not in /proc/self/status')
+
+
+def measure_train_memory(build_step, device):
+    """Peak memory (GiB) of training steps (module docstring); call it in a
+    fresh process (:func:`isolated`).
+
+    Args:
+        build_step (callable): Builds the model on ``device`` and returns a
+            function that runs one full training step.
+        device: The device.
+    """
+    cuda = torch.device(device).type == 'cuda'
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        before = _vm_kib('VmRSS') * 1024
+    step = build_step()
+    for _ in range(2):  # the first step also creates the optimizer state
+        step()
+    sync(device)
+    peak = (torch.cuda.max_memory_allocated(device) if cuda else
+            _vm_kib('VmHWM') * 1024)
+    return (peak - before) / 2**30
+
+
+def _child(fn, args, queue):
+    try:
+        queue.put(('ok', fn(*args)))
+    except BaseException as error:  # reported by the parent
+        queue.put(('error', f'{type(error).__name__}: {error}'))
+
+
+def isolated(fn, *args):
+    """``fn(*args)`` in a fresh (spawned) process; its return value.
+
+    ``fn`` must be importable by name (a module-level function).
+    """
+    ctx = mp.get_context('spawn')
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(fn, args, queue))
+    proc.start()
+    status, value = queue.get()
+    proc.join()
+    if status != 'ok':
+        raise RuntimeError(f'{getattr(fn, "__name__", fn)}{args[:1]} failed '
+                           f'in its process: {value}')
+    return value
+
+
+def machine(device):
+    """The device in words: the GPU's name, or the CPU's with the threads."""
+    if torch.device(device).type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    if osp.exists('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f
+                     if line.startswith('model name')]
+        name = names[0] if names else name
+    return f'{name}, {torch.get_num_threads()} threads'
+
+
+def add_ratios(rows, baseline, keys):
+    """Add ``<key>_vs_baseline`` to every row of the same settings as a row
+    of the ``baseline`` model (settings: every key but ``keys``, the
+    :data:`FIGURES` and the ratios)."""
+    def settings(row):
+        return tuple((k, v) for k, v in row.items()
+                     if k not in keys and k not in FIGURES
+                     and not k.endswith('_vs_baseline'))
+
+    bases = {settings(r): r for r in rows if r['model'] == baseline}
+    for row in rows:
+        base = bases.get(settings(row))
+        for key in keys:
+            if base and row.get(key) and base.get(key):
+                row[f'{key}_vs_baseline'] = row[key] / base[key]
+    return rows
+
+
+def markdown(rows, columns):
+    """A Markdown table of ``rows`` with ``columns`` ``(key, title, fmt)``;
+    a figure with a ``_vs_baseline`` ratio shows it beside it."""
+    columns = [c for c in columns if any(c[0] in r for r in rows)]
+    lines = ['| ' + ' | '.join(title for _, title, _ in columns) + ' |',
+             '|' + '---|' * len(columns)]
+    for row in rows:
+        cells = []
+        for key, _, fmt in columns:
+            value = row.get(key, '')
+            cell = format(value, fmt) if isinstance(value, float) else str(
+                value)
+            ratio = row.get(f'{key}_vs_baseline')
+            if ratio is not None:
+                cell += f' ({ratio:.2f}x)'
+            cells.append(cell)
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def write_rows(path, rows, meta):
+    """Write the rows as JSON (``{'meta': ..., 'rows': [...]}``) or CSV (by
+    the file's extension; CSV gets the meta as leading ``#`` lines).
+    An existing file is not overwritten."""
+    if osp.exists(path):
+        raise FileExistsError(f'{path} exists; choose another --out')
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    if path.endswith('.csv'):
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(path, 'w', newline='') as f:
+            for k, v in meta.items():
+                f.write(f'# {k}: {v}\n')
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.endswith('.json'):
+        with open(path, 'w') as f:
+            json.dump(dict(meta=meta, rows=rows), f, indent=2)
+    else:
+        raise ValueError(f'--out must end in .json or .csv, got {path}')
+
+
+def pareto_plot(path, points, family, xlabel, title):
+    """Draw ImageNet-1k top-1 against images/s (matplotlib, Agg backend),
+    each point labelled with its model, the ``family`` joined in its order.
+    An existing file is not overwritten.
+
+    Args:
+        path (str): The image (its extension picks the format).
+        points (dict[str, tuple[float, float]]): ``(images/s, top-1)``.
+        family (Sequence[str]): Models to join by a line, in order (those
+            of them in ``points``).
+        xlabel (str): The x axis' title (what was timed, and how).
+        title (str): The plot's title (the machine).
+    """
+    if osp.exists(path):
+        raise FileExistsError(f'{path} exists; choose another --pareto')
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.4, 4.8), layout='constrained')
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    line = [points[name] for name in family if name in points]
+    if len(line) > 1:
+        ax.plot(*zip(*line), '-', color='tab:red', zorder=1)
+    for name, (speed, top1) in points.items():
+        ax.scatter(speed, top1, zorder=2, color='tab:red' if name in family
+                   else 'tab:blue')
+        ax.annotate(name, (speed, top1), xytext=(4, 4),
+                    textcoords='offset points', fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel('ImageNet-1k top-1 (%)')
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=150)
+
+
 # ---------------------------------------------------------------- builders
+def _ablation_configs():
+    """``{model name: config path}`` of the ablation configs."""
+    import glob
+    return {osp.basename(path).split('_')[0]: path
+            for path in sorted(glob.glob(osp.join(ABLATIONS, 'glnet-*.py')))}
+
+
+def glnet_models():
+    """Every GLNet model name this tool builds."""
+    return list(GLNET) + list(_ablation_configs())
+
+
 def _glnet_arch(name):
-    arch = GLNET[name]
-    return dict(arch) if isinstance(arch, dict) else arch
+    if name in GLNET:
+        return GLNET[name]
+    from mmengine.config import Config
+    return Config.fromfile(_ablation_configs()[name]).model.backbone.arch
 
 
 def _backbone_cfg(name, classifier, with_cp=False):
-    if name in GLNET:
+    if name not in OTHERS:
         cfg = dict(type='GLNet', arch=_glnet_arch(name), with_cp=with_cp)
         if classifier:  # the official classifier layout
             cfg.update(out_indices=(3, ), out_norm_cfg=dict(type='BN'))
@@ -207,9 +482,9 @@ def resolve(task, item, head=None):
                 return name, path
         raise ValueError(f'no {task} config for {name!r}: use swin-t, '
                          'glnet-<stl|4g|9g|16g> or NAME=CONFIG')
-    if name not in GLNET and name not in OTHERS:
+    if name not in OTHERS and name not in glnet_models():
         raise ValueError(f'unknown model {name!r}: choose from '
-                         f'{sorted(GLNET) + list(OTHERS)}')
+                         f'{glnet_models() + list(OTHERS)}')
     return name, name
 
 
@@ -222,7 +497,7 @@ def build(task, spec, device, channels_last=False, with_cp=False):
     from mmengine.registry import init_default_scope
     if task == 'backbone':
         cfg = _backbone_cfg(spec, classifier=False, with_cp=with_cp)
-        if spec in GLNET:
+        if spec not in OTHERS:
             from glnet_mm import build_backbone
             model = build_backbone(cfg)
         else:
@@ -334,7 +609,7 @@ def make_call(task, model, make, settings, train):
                 stride=(341, 341))
 
         def infer():
-            with torch.no_grad(), harness.autocast(device, precision):
+            with torch.no_grad(), autocast(device, precision):
                 forward(**data)
 
         return infer
@@ -344,7 +619,7 @@ def make_call(task, model, make, settings, train):
     scaler = torch.amp.GradScaler(enabled=precision == 'fp16')
 
     def step():
-        with harness.autocast(device, precision):
+        with autocast(device, precision):
             loss = _loss(forward(**data))
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -365,7 +640,7 @@ def train_memory(task, spec, settings):
         return make_call(task, model, make, dict(settings, compile=False),
                          train=True)
 
-    return harness.measure_train_memory(build_step, settings['device'])
+    return measure_train_memory(build_step, settings['device'])
 
 
 # ---------------------------------------------------------------- figures
@@ -395,17 +670,24 @@ def _metafile_models(path):
 
 
 def top1(name):
-    """ImageNet-1k top-1 (%) of ``name``, from its :data:`TOP1` metafile
-    entry; raises ``LookupError`` (KeyError) if there is none."""
-    entry = TOP1[name]
-    if entry.startswith('mmpretrain::'):
+    """ImageNet-1k top-1 (%) of ``name``: a baseline's from mmpretrain's
+    metafile (:data:`BASELINE_TOP1`), a GLNet model's from the model index
+    (``<name>_3rdparty_in1k``, the released weights, else the config
+    ``<name>_16xb128_in1k``, whose entry may carry the paper's figure as
+    ``REPORTED_TOP1``); raises ``LookupError`` (KeyError) if there is
+    none."""
+    if name in BASELINE_TOP1:
         import mmpretrain
-        folder, entry = entry[len('mmpretrain::'):].split('/')
+        folder, entry = BASELINE_TOP1[name].split('/')
         path = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs',
                         folder, 'metafile.yml')
+        model = _metafile_models(path)[entry]
     else:
-        path = osp.join(REPO, 'model-index.yml')
-    model = _metafile_models(path)[entry]
+        path, models = MODEL_INDEX, _metafile_models(MODEL_INDEX)
+        entry = next((f'{name}_{suffix}'
+                      for suffix in ('3rdparty_in1k', '16xb128_in1k')
+                      if f'{name}_{suffix}' in models), name)
+        model = models[entry]
     for result in model.get('Results') or ():
         if (result['Dataset'] == 'ImageNet-1k'
                 and result['Task'] == 'Image Classification'):
@@ -425,7 +707,7 @@ def pareto(path, rows, args, machine):
             notes.append(f'{row["model"]}: left off the Pareto plot, no '
                          f'ImageNet-1k top-1 ({type(error).__name__}: '
                          f'{error})')
-    harness.pareto_plot(
+    pareto_plot(
         path, points, FAMILY,
         xlabel=f'images/s (median): {args.task} {args.mode}, '
         f'{args.size[0]}x{args.size[1]}, batch {args.batch}, '
@@ -460,7 +742,7 @@ def parse_args(argv=None):
                         help='also measure the peak memory of a training '
                         'step, each model in a fresh process')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--precision', choices=tuple(harness.PRECISIONS),
+    parser.add_argument('--precision', choices=tuple(PRECISIONS),
                         default='fp32', help='fp16/bf16: autocast')
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--compile', action='store_true',
@@ -554,29 +836,29 @@ def main(argv=None):
         rows.append(row)
         calls[name] = make_call(args.task, model, make, settings,
                                 train=args.mode == 'train')
-    gemm = ('gemm', harness.GEMM_N)  # a key no model name can take
+    gemm = ('gemm', GEMM_N)  # a key no model name can take
     if flops:
-        calls[gemm] = harness.gemm_call(args.device, args.precision)
-    times = harness.time_interleaved(calls, args.rounds, args.warmup,
+        calls[gemm] = gemm_call(args.device, args.precision)
+    times = time_interleaved(calls, args.rounds, args.warmup,
                                      args.device)
-    gemm_rate = harness.gemm_gflop_s(times[gemm]) if flops else None
+    gemm_rate = gemm_gflop_s(times[gemm]) if flops else None
     for row in rows:
-        row.update(harness.summarise(times[row['model']], args.batch))
+        row.update(summarise(times[row['model']], args.batch))
         if 'gflops_per_image' in row:
             row['gflop_s'] = row['gflops_per_image'] * row['images_per_s']
             row['gemm_fraction'] = row['gflop_s'] / gemm_rate
         if args.memory:
-            row['train_mem_gib'] = harness.isolated(
+            row['train_mem_gib'] = isolated(
                 train_memory, args.task, args.models[row['model']],
                 settings)
     keys = ('images_per_s', 'best_images_per_s', 'train_mem_gib')
     if args.baseline:
-        harness.add_ratios(rows, args.baseline, keys)
-    meta = dict(machine=harness.machine(args.device), torch=torch.__version__,
+        add_ratios(rows, args.baseline, keys)
+    meta = dict(machine=machine(args.device), torch=torch.__version__,
                 threads=torch.get_num_threads(), rounds=args.rounds,
                 warmup=args.warmup, baseline=args.baseline)
     if flops:
-        meta.update(gemm=f'{harness.GEMM_N}^3 matmul, {args.precision}',
+        meta.update(gemm=f'{GEMM_N}^3 matmul, {args.precision}',
                     gemm_gflop_s=gemm_rate)
     gemm_note = (f'; GEMM {meta["gemm"]}: {gemm_rate:.1f} GFLOP/s (median)'
                  if flops else '')
@@ -589,7 +871,7 @@ def main(argv=None):
           f'median (best) of {args.rounds} interleaved rounds'
           + (f'; ratios vs {args.baseline}' if args.baseline else '')
           + gemm_note + '\n')
-    print(harness.markdown(rows, [
+    print(markdown(rows, [
         ('model', 'model', ''), ('params_m', 'backbone params (M)', '.1f'),
         ('gflops_per_image', 'GFLOPs/image', '.2f'),
         ('images_per_s', 'images/s (median)', '.2f'),
@@ -604,7 +886,7 @@ def main(argv=None):
         meta['notes'] = notes
         print('\nNotes:\n' + '\n'.join(f'- {n}' for n in notes))
     if args.out:
-        harness.write_rows(args.out, rows, meta)
+        write_rows(args.out, rows, meta)
         print(f'\nrows written to {args.out}')
     return rows
 

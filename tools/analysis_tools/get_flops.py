@@ -3,11 +3,11 @@
 Examples::
 
     # a preset in the official ImageNet classifier layout (1000-class head)
-    python tools/get_flops.py --arch stl
+    python tools/analysis_tools/get_flops.py --arch stl
     # every preset, as a table
-    python tools/get_flops.py --arch all
+    python tools/analysis_tools/get_flops.py --arch all
     # the backbone of any OpenMMLab config (detector, segmentor, classifier)
-    python tools/get_flops.py --config configs/detection/xxx.py --shape 800 1333
+    python tools/analysis_tools/get_flops.py --config configs/detection/xxx.py --shape 800 1333
 """
 import argparse
 
@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from glnet_mm import GLNet, build_backbone
-from glnet_mm.analysis import count_flops, count_params
+from glnet_mm.utils.flops import count_flops, count_params
 
 
 class ImageNetClassifier(nn.Module):

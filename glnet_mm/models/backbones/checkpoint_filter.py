@@ -18,12 +18,12 @@ mmpretrain's ``ImageClassifier`` around it, by these rules:
   silently);
 * **the heads** ``head.*`` and ``tklb_aux_head.*`` (token labeling) are the
   classifier's ``head.fc.*`` and ``head.tklb_aux_head.*``
-  (``LinearClsHead``, :class:`~glnet_mm.classification.TokenLabelingClsHead`);
+  (``LinearClsHead``, :class:`~glnet_mm.models.heads.TokenLabelingClsHead`);
   a backbone drops them.
 
 Then one fit check: every weight of the GLNet comes from the file with its
 shape, and every backbone weight of the file has a place in the GLNet, or
-:class:`~glnet_mm.checkpoint_io.CheckpointError` names the keys and nothing
+:class:`~glnet_mm.checkpoint.loading.CheckpointError` names the keys and nothing
 is loaded. A backbone lets the output norms (``norm0``-``norm3``, the
 official ``norm``) be absent on either side, since a classifier file has no
 ``norm0``-``norm2`` and a detector's LayerNorm outputs take no BatchNorm:
@@ -39,7 +39,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from ..checkpoint_io import CheckpointError, read_checkpoint
+from ...checkpoint import CheckpointError, read_checkpoint
 
 OFFICIAL_PREFIXES = ('downsample_layers.', 'stages.')
 # The official classifier heads and their keys in mmpretrain's classifier.
@@ -215,7 +215,7 @@ def load_pretrained(model, checkpoint, prefix=None, logger=None,
         model (GLNet): The backbone.
         checkpoint (str | dict): A path or URL (any scheme of mmengine's
             ``CheckpointLoader``, read by
-            :func:`~glnet_mm.checkpoint_io.read_checkpoint`) or a loaded
+            :func:`~glnet_mm.checkpoint.loading.read_checkpoint`) or a loaded
             checkpoint.
         prefix, prefer_ema: See :func:`checkpoint_filter_fn`.
         logger (logging.Logger, optional): Where to report.

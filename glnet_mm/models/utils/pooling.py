@@ -16,7 +16,7 @@ Results equal PyTorch's up to float rounding (tests/test_fast_paths.py).
 import torch
 import torch.nn.functional as F
 
-from ..compat import is_exporting
+from ...utils.compat import is_exporting
 
 
 def pooling_windows(in_size, out_size: int, device=None):

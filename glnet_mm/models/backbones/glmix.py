@@ -32,9 +32,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..compat import is_compiling
+from ...utils.compat import is_compiling
 from .glmix_ablations import LSHBuckets, WindowMHSA, bucket_means, kmeans
-from .pooling import adaptive_avg_pool2d
+from ..utils.pooling import adaptive_avg_pool2d
 
 
 class DropPath(nn.Module):

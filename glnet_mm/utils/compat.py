@@ -14,7 +14,7 @@ MIN_TORCH = (2, 1)
 
 # What needs a newer torch: feature -> ((major, minor), what).
 NEEDS = {
-    # tools/export_onnx.py: torch.export with Dim.DYNAMIC sizes and
+    # tools/deployment/export_onnx.py: torch.export with Dim.DYNAMIC sizes and
     # torch.onnx.export(dynamo=True) of the exported program.
     'onnx_export': ((2, 6), 'ONNX export (torch.export with Dim.DYNAMIC '
                     'and torch.onnx.export(dynamo=True))'),
@@ -54,7 +54,7 @@ def _never_exporting():
 
 #: ``torch.compiler.is_exporting()`` where torch has it, else a
 #: function returning ``False``: older torch cannot export GLNet with dynamic
-#: sizes anyway (``tools/export_onnx.py`` refuses it through
+#: sizes anyway (``tools/deployment/export_onnx.py`` refuses it through
 #: :func:`require_torch`), so there the eager paths are the right ones.
 #: Resolved once here, so that a traced forward calls torch's own function.
 is_exporting = getattr(getattr(torch, 'compiler', None), 'is_exporting',

@@ -253,7 +253,7 @@ class RestrictedUnpickler(pickle._Unpickler):
 
 class _RestrictedPickle:
     """What ``torch.load(pickle_module=...)`` uses of a pickle module."""
-    __name__ = 'glnet_mm.safe_unpickler'
+    __name__ = 'glnet_mm.checkpoint.unpickler'
     Unpickler = RestrictedUnpickler
     UnpicklingError = pickle.UnpicklingError
 

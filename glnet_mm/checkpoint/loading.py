@@ -1,7 +1,7 @@
 """Reading checkpoints safely.
 
 Every checkpoint is read through the restricted unpickler of
-:mod:`glnet_mm.safe_unpickler`, on every supported torch (2.1 included, whose
+:mod:`glnet_mm.checkpoint.unpickler`, on every supported torch (2.1 included, whose
 ``weights_only=True`` has no allow-list): no pickled code runs, and any
 global outside the allow-list is refused by name.
 
@@ -16,15 +16,15 @@ global outside the allow-list is refused by name.
   so that mmengine's own loading (``load_from``, ``resume``) is safe too
   (and, under torch >= 2.6, can read what mmengine itself saved). It is
   explicit: a call, or the config line
-  ``custom_imports = dict(imports=['glnet_mm', 'glnet_mm.safe_loading'])``
+  ``custom_imports = dict(imports=['glnet_mm', 'glnet_mm.checkpoint.process_wide'])``
   that every shipped config carries. Importing :mod:`glnet_mm` does not.
 
 Both switches replace ``torch.load`` (for a block, or for the process) with
-:func:`~glnet_mm.safe_unpickler.restricted_load`: the one mechanism that
+:func:`~glnet_mm.checkpoint.unpickler.restricted_load`: the one mechanism that
 reaches every ``torch.load`` call of mmengine and ``torch.hub`` on every
 torch version.
 
-Turning weights into a GLNet's is :mod:`glnet_mm.models.checkpoint_filter`.
+Turning weights into a GLNet's is :mod:`glnet_mm.models.backbones.checkpoint_filter`.
 """
 import contextlib
 import io
@@ -35,7 +35,7 @@ import threading
 
 import torch
 
-from .safe_unpickler import RefusedGlobal, restricted_load, torch_load
+from .unpickler import RefusedGlobal, restricted_load, torch_load
 
 
 class CheckpointError(ValueError):
@@ -83,7 +83,7 @@ def enable_safe_loading():
     reads through the restricted unpickler. Idempotent.
 
     Configs turn it on with ``custom_imports = dict(imports=['glnet_mm',
-    'glnet_mm.safe_loading'])``; the processes a distributed run starts
+    'glnet_mm.checkpoint.process_wide'])``; the processes a distributed run starts
     import the config, and so turn it on too.
     """
     global _process_wide
@@ -112,7 +112,7 @@ def _load_error(source, error):
             f'{_describe(source)} needs a global that is not on the '
             f'safe-load allow-list (refused, nothing was executed): '
             f'{refused.name}. If you trust the file, allow the class with '
-            'glnet_mm.safe_unpickler.add_safe_globals.')
+            'glnet_mm.checkpoint.unpickler.add_safe_globals.')
     if 'refused' in str(error):
         return CheckpointError(f'{_describe(source)}: {error}')
     first_line = str(error).strip().split('\n')[0]

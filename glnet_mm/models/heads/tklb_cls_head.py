@@ -1,30 +1,16 @@
-"""mmpretrain side of glnet_mm: the token-labeling head and models by name.
+"""``TokenLabelingClsHead``: the classifier of the released token-labeling
+GLNet models (``glnet_4g_tklb``, ``glnet_9g_tklb``), in mmpretrain's
+``MODELS``.
 
-Importing this module (``custom_imports=dict(imports=['glnet_mm',
-'glnet_mm.classification'])``) needs mmpretrain. It
-
-* registers :class:`TokenLabelingClsHead` in mmpretrain's ``MODELS``, the
-  classifier of the released token-labeling models (``glnet_4g_tklb``,
-  ``glnet_9g_tklb``);
-* registers the project's model index with mmpretrain's ``ModelHub``
-  (:func:`register_models`), so that ``mmpretrain.get_model(
-  'glnet-4g_3rdparty_in1k', pretrained=FILE)`` and ``mmpretrain.list_models(
-  'glnet*')`` know the GLNet models.
-
-``import glnet_mm`` itself never imports mmpretrain.
+Importing this module needs mmpretrain (``custom_imports=dict(imports=[...,
+'glnet_mm.models.heads'])``); ``import glnet_mm`` never imports it.
 """
-import os.path as osp
-from typing import List, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
-
-# The model index as packaged for mim (glnet_mm/.mim/, see pyproject.toml); its
-# paths are relative to that folder.
-MIM_DIR = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
-MODEL_INDEX = osp.join(MIM_DIR, 'model-index.yml')
 
 
 @MODELS.register_module()
@@ -92,55 +78,3 @@ class TokenLabelingClsHead(ClsHead):
             'for every training image, which are not public. To fine-tune, '
             'use the backbone with a LinearClsHead (configs/classification/'
             'glnet-4g_16xb128_in1k.py).')
-
-
-def register_models() -> List[str]:
-    """Register the project's model index with mmpretrain's ``ModelHub``.
-
-    Idempotent; importing :mod:`glnet_mm.classification` calls it. Afterwards
-    ``mmpretrain.get_model(name, pretrained=FILE_OR_URL)`` builds a GLNet
-    model by name (``FILE_OR_URL``: a released official file, converted on
-    load, or an mmpretrain checkpoint) and ``mmpretrain.list_models('glnet*')``
-    lists them.
-
-    Returns:
-        list[str]: The registered model names.
-
-    Raises:
-        FileNotFoundError: The packaged model index is missing (an install
-            without ``glnet_mm/.mim``).
-        ValueError: Another model index already registered some of these
-            names.
-    """
-    import yaml
-    from mmpretrain.apis import ModelHub
-    from modelindex.load_model_index import load
-
-    if not osp.isfile(MODEL_INDEX):
-        raise FileNotFoundError(
-            f'The glnet_mm model index {MODEL_INDEX} is missing; reinstall '
-            'glnet_mm (pip install .) so that glnet_mm/.mim is packaged')
-    # The ImageNet metafiles only: the index also lists the detection and
-    # segmentation configs, which are no mmpretrain models.
-    with open(MODEL_INDEX) as f:
-        imported = yaml.safe_load(f)['Import']
-    metafiles = [osp.join(MIM_DIR, path) for path in imported
-                 if path.startswith('configs/classification/')]
-    names = []
-    for metafile in metafiles:
-        index = load(metafile)
-        index.build_models_with_collections()
-        names += [model.name.lower() for model in index.models]
-    known = [name for name in names if ModelHub.has(name)]
-    if len(known) == len(names):
-        return names
-    if known:
-        raise ValueError(
-            f'ModelHub already has other models named {known[:5]}; cannot '
-            f'register the glnet_mm model index {MODEL_INDEX}')
-    for metafile in metafiles:
-        ModelHub.register_model_index(metafile, config_prefix=MIM_DIR)
-    return names
-
-
-REGISTERED_MODELS = register_models()

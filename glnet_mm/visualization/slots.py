@@ -1,9 +1,9 @@
 """GLMix's semantic slots as pictures: the soft-clustering weights of chosen
 blocks, pseudo-coloured, with representative slots picked by k-medoids.
 
-The one implementation behind ``tools/visualize_slots.py`` (a figure of one
+The one implementation behind ``tools/visualization/visualize_slots.py`` (a figure of one
 image from a config and a checkpoint) and ``SlotVisualizationHook``
-(``glnet_mm/hooks.py``: the same figure for fixed validation images after
+(``SlotVisualizationHook``: the same figure for fixed validation images after
 every validation of a run). Blocks are numbered 1, 2, ... over the whole
 network, as in the paper.
 

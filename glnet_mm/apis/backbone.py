@@ -5,7 +5,7 @@ import copy
 
 from mmengine.registry import MODELS
 
-from .models import GLNet, load_pretrained
+from ..models import GLNet, load_pretrained
 
 
 def load_config(config, cfg_options=None):

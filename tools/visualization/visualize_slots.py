@@ -14,7 +14,7 @@ are GLMix blocks (all three in GLNet-STL), or every GLMix block of a model
 with fewer of them.
 
 Example:
-    python tools/visualize_slots.py \\
+    python tools/visualization/visualize_slots.py \\
         configs/classification/glnet-stl_3rdparty_in1k.py demo.jpg \\
         --checkpoint checkpoints/glnet-stl_3rdparty_in1k.pth \\
         --blocks 2 5 10 --out slots.png
@@ -31,7 +31,7 @@ import torch
 from mmengine.config import Config
 
 from glnet_mm import build_backbone
-from glnet_mm.slots import (COLOURS, capture_assignments,  # noqa: F401
+from glnet_mm.visualization.slots import (COLOURS, capture_assignments,  # noqa: F401
                             default_blocks, kmedoids, slot_distances,
                             slot_figure)
 

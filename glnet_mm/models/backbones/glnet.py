@@ -10,7 +10,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ..compat import is_exporting
+from ...utils.compat import is_exporting
 from .checkpoint_filter import convert_classifier_state_dict, load_pretrained
 from .glmix import (GLMIX_SWITCHES, GLMixBlock, LayerNorm2d, MHABlock,
                     TransformerBlock, check_glmix_switches)

@@ -7,12 +7,12 @@ average pooling, ``LinearClsHead``; for the token-labeling files the
 --checkpoint`` or ``load_from``. (Those configs also take the released files
 directly, converted on load.) The EMA weights (``model_ema``, GLNet-16G's
 reported ones) are taken when present unless ``--no-ema``. The keys are mapped
-by glnet_mm's one converter (``glnet_mm.models.checkpoint_filter``), the
+by glnet_mm's one converter (``glnet_mm.models.backbones.checkpoint_filter``), the
 source is read by its restricted unpickler (``glnet_mm.safe_load``: no pickled
 code runs); an existing output is never overwritten.
 
 Example:
-    python tools/convert_official.py glnet_stl.pth \\
+    python tools/model_converters/convert_official.py glnet_stl.pth \\
         checkpoints/glnet-stl_3rdparty_in1k.pth
 """
 import argparse
@@ -23,9 +23,9 @@ import sys
 
 import torch
 
-from glnet_mm.checkpoint_io import CheckpointError, safe_load
-from glnet_mm.models.checkpoint_filter import (classifier_state_dict,
-                                               pick_weights, split_weights)
+from glnet_mm.checkpoint.loading import CheckpointError, safe_load
+from glnet_mm.models.backbones.checkpoint_filter import (
+    classifier_state_dict, pick_weights, split_weights)
 
 
 def sha256(path):
@@ -61,7 +61,7 @@ def convert(src, dst, prefer_ema=True):
     checkpoint = dict(
         state_dict=state_dict,
         meta=dict(source=osp.basename(src), source_sha256=sha256(src),
-                  source_key=key, converter='tools/convert_official.py'))
+                  source_key=key, converter='tools/model_converters/convert_official.py'))
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     with open(dst, 'xb') as f:  # 'x': never clobber a file created meanwhile
         torch.save(checkpoint, f)

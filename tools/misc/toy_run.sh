@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A toy run on the CPU, end to end with the toolbox's own tools (from the
 # repo root):
-#   bash tools/toy_run.sh detection|segmentation|classification
+#   bash tools/misc/toy_run.sh detection|segmentation|classification
 #   1. generate the task's toy data once (python -m glnet_mm.datasets.<toy>);
 #   2. `mim train` the toy GLNet config (detection: a rerun resumes from the
 #      last checkpoint, or returns at once when training is complete);
@@ -9,11 +9,11 @@
 #      mAP) and the predictions drawn by mmdet's visualizer; segmentation,
 #      IoUMetric and coloured overlays (ground truth | prediction);
 #      classification, top-1 on the toy val split and the slot figure of one
-#      validation image (tools/visualize_slots.py).
+#      validation image (tools/visualization/visualize_slots.py).
 # The README's CPU toy demo, `make demo`, is the detection run. Environment:
 # CONFIG (detection only) and WORK_DIR override the defaults below.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 TASK=${1:-}
 case "$TASK" in
@@ -35,7 +35,7 @@ classification)
     WORK_DIR=${WORK_DIR:-work_dirs/glnet-toy_toy-shapes}
     TRAIN_ARGS=() SHOW= ;;
 *)
-    echo "usage: bash tools/toy_run.sh detection|segmentation|classification" >&2
+    echo "usage: bash tools/misc/toy_run.sh detection|segmentation|classification" >&2
     exit 2 ;;
 esac
 PYTHON=.venv/bin/python
@@ -76,7 +76,7 @@ segmentation)
 classification)
     grep -E 'accuracy/top1' "$WORK_DIR/test.log" | tail -n 1
     figure="$WORK_DIR/slots_$(date +%Y%m%d_%H%M%S).png"
-    $PYTHON tools/visualize_slots.py "$CONFIG" \
+    $PYTHON tools/visualization/visualize_slots.py "$CONFIG" \
         data/toy_shapes/val/triangle/triangle_00000.png \
         --checkpoint "$checkpoint" --short-side 64 --out "$figure"
     echo "slot figure: $figure" ;;

@@ -22,7 +22,7 @@ to ``--batch x 3 x H x W``. An existing ``--out`` is kept unless ``--force``.
 
 Example::
 
-    python tools/export_onnx.py configs/classification/glnet-4g_3rdparty_in1k.py \\
+    python tools/deployment/export_onnx.py configs/classification/glnet-4g_3rdparty_in1k.py \\
         --checkpoint glnet_4g.pth --out glnet-4g.onnx --shape 224 224 --dynamic
 """
 import argparse
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from glnet_mm.compat import require_torch
+from glnet_mm.utils.compat import require_torch
 
 TOLERANCE = 1e-4  # relative to the largest PyTorch output value
 
@@ -94,7 +94,7 @@ def build_model(cfg, checkpoint=None, backbone_only=False):
         or ``'backbone'``, output names.
     """
     from mmengine.registry import MODELS, init_default_scope
-    from glnet_mm.builder import backbone_config, build_backbone
+    from glnet_mm.apis.backbone import backbone_config, build_backbone
     backbone_config(cfg)  # raises unless model.backbone is a GLNet
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     if cfg.model.get('type') == 'ImageClassifier' and not backbone_only:

@@ -1,0 +1,3 @@
+from .module_lr_mult_constructor import ModuleLrMultConstructor
+
+__all__ = ['ModuleLrMultConstructor']

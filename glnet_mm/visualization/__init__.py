@@ -1,0 +1,1 @@
+"""GLMix's semantic slots drawn as pictures (:mod:`.slots`, OpenCV)."""
