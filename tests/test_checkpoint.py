@@ -105,18 +105,64 @@ def test_init_cfg_pretrained_through_the_registry(official_file, golden_stl):
     torch.testing.assert_close(model.downsample_layers[0][0].weight, w)
 
 
-def test_malicious_pickle_is_refused(tmp_path):
-    marker = tmp_path / 'pwned'
+def _evil(marker):
+    """An object whose unpickling would run a shell command."""
 
     class Evil:
 
         def __reduce__(self):
             return (os.system, (f'touch {marker}', ))
 
+    return Evil()
+
+
+ROUTES = ('safe_load', 'torch.load-zip', 'torch.load-legacy', 'init_cfg-url',
+          'get_model-url')
+
+
+@pytest.mark.parametrize('route', ROUTES)
+def test_malicious_pickle_is_refused(route, tmp_path, request):
+    """The one test of malicious pickles: a file whose unpickling would run
+    a shell command is refused, naming ``os.system``, and runs nothing,
+    whichever way it is read: ``safe_load`` of a local file; ``torch.load``
+    inside ``safe_loading()`` whatever its caller passes (torch.hub passes
+    ``weights_only=False``), in the zip and the legacy format, where plain
+    weights still load; a URL through GLNet's ``init_cfg`` and through
+    mmpretrain's ``get_model`` (mmengine's http loader unpickles with
+    ``weights_only=False``; the configs' safe loading refuses)."""
+    from glnet_mm.checkpoint.loading import safe_loading
+    marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
-    torch.save({'model': {}, 'x': Evil()}, path)
-    with pytest.raises(CheckpointError, match='system'):
-        safe_load(path)
+    if route.endswith('-url'):
+        root, url = request.getfixturevalue('http_root')
+        path = root / 'evil.pth'
+    torch.save({'model': {}, 'state_dict': {}, 'x': _evil(marker)}, path,
+               _use_new_zipfile_serialization=route != 'torch.load-legacy')
+    if route == 'safe_load':
+        with pytest.raises(CheckpointError, match='system'):
+            safe_load(path)
+    elif route.startswith('torch.load'):
+        with safe_loading():
+            with pytest.raises(RefusedGlobal, match='posix.system'):
+                torch.load(path, weights_only=False)
+            with pytest.raises(RefusedGlobal, match='posix.system'):
+                torch.load(path, pickle_module=pickle)
+        weights = {'w': torch.arange(3.)}
+        torch.save(weights, path, _use_new_zipfile_serialization=(
+            route == 'torch.load-zip'))
+        with safe_loading():
+            torch.testing.assert_close(torch.load(path)['w'], weights['w'])
+    elif route == 'init_cfg-url':
+        model = GLNet('stl', init_cfg=dict(type='Pretrained',
+                                           checkpoint=f'{url}/evil.pth'))
+        with pytest.raises(CheckpointError, match='system'):
+            model.init_weights()
+    else:
+        from glnet_mm.apis import register_models
+        from mmpretrain import get_model
+        register_models()
+        with pytest.raises(pickle.UnpicklingError, match='system'):
+            get_model('glnet-4g_3rdparty_in1k', pretrained=f'{url}/evil.pth')
     assert not marker.exists()
 
 
@@ -214,39 +260,29 @@ def test_pretrained_over_http(http_root, official_file, golden_stl):
     torch.testing.assert_close(model.downsample_layers[0][0].weight, w)
 
 
-def test_downloads_are_loaded_safely(http_root, tmp_path):
-    """mmengine downloads with ``weights_only=False``; through GLNet they
-    are read with the same safe loading as local files."""
-    root, url = http_root
-    marker = tmp_path / 'pwned'
-
-    class Evil:
-
-        def __reduce__(self):
-            return (os.system, (f'touch {marker}', ))
-
-    torch.save({'model': {}, 'x': Evil()}, root / 'evil.pth')
-    model = GLNet('stl', init_cfg=dict(type='Pretrained',
-                                       checkpoint=f'{url}/evil.pth'))
-    with pytest.raises(CheckpointError, match='system'):
-        model.init_weights()
-    assert not marker.exists()
-
-
-def test_safe_loading_is_explicit(official_file):
+def test_safe_loading_is_explicit_and_kept(official_file):
     """mmengine's own loader (``load_from``, ``resume``) reads through the
     restricted unpickler only once safe loading is turned on: by the config
-    line ``custom_imports=dict(imports=['glnet_mm.checkpoint.process_wide'])``, never by
-    ``import glnet_mm``. Before, torch's default applies: torch >= 2.6
+    line ``custom_imports=dict(imports=['glnet_mm.checkpoint.process_wide'])``,
+    never by ``import glnet_mm``. Before, torch's default applies: torch >= 2.6
     refuses the official file (``weights_only=True`` without the
-    allow-list), older torch unpickles anything (``weights_only=False``)."""
+    allow-list), older torch unpickles anything (``weights_only=False``).
+    A ``safe_loading()`` block (every GLNet Pretrained init opens one) gives
+    torch.load back on exit when it alone turned safe loading on, and does
+    not take back the process-wide switch. One fresh process: torch.load
+    as a fresh shell has it."""
     script = textwrap.dedent(f"""
         import os, sys, tempfile
+        import torch
         from mmengine.config import Config
         from mmengine.runner.checkpoint import CheckpointLoader
         import glnet_mm
-        from glnet_mm.checkpoint.loading import safe_loading_enabled
-        print('enabled before:', safe_loading_enabled())
+        from glnet_mm.checkpoint.loading import (safe_loading,
+                                                 safe_loading_enabled)
+        with safe_loading():
+            print('block:', safe_loading_enabled(), torch.load.__module__)
+        print('after the block:', safe_loading_enabled(),
+              torch.load.__module__)
         try:
             ckpt = CheckpointLoader.load_checkpoint({official_file!r})
             print('loaded before:', type(ckpt['args']).__module__)
@@ -260,6 +296,9 @@ def test_safe_loading_is_explicit(official_file):
         ckpt = CheckpointLoader.load_checkpoint({official_file!r})
         print('loaded after:', sorted(ckpt)[:3], type(ckpt['args']).__name__,
               type(ckpt['args']).__module__)
+        with safe_loading():
+            pass
+        print('after a block:', safe_loading_enabled(), torch.load.__module__)
     """)
     env = dict(os.environ)  # as a fresh shell: torch's own default
     env.pop('TORCH_FORCE_WEIGHTS_ONLY_LOAD', None)
@@ -271,66 +310,12 @@ def test_safe_loading_is_explicit(official_file):
     before = ('refused before: UnpicklingError' if torch_at_least(2, 6) else
               'loaded before: omegaconf.dictconfig')  # torch's own default
     assert lines == [
-        'enabled before: False', before, 'enabled after: True',
+        'block: True glnet_mm.checkpoint.unpickler',
+        'after the block: False torch.serialization', before,
+        'enabled after: True',
         "loaded after: ['args', 'epoch', 'model'] DictConfig "
-        "glnet_mm.checkpoint.unpickler"]
-
-
-def test_safe_loading_context_keeps_the_process_switch():
-    """A safe_loading() block (every GLNet Pretrained init opens one) must
-    not take back what enable_safe_loading() turned on for the process; a
-    block alone gives torch.load back on exit."""
-    script = textwrap.dedent("""
-        import torch
-        from glnet_mm.checkpoint.loading import (
-            enable_safe_loading, safe_loading, safe_loading_enabled)
-        with safe_loading():
-            print(safe_loading_enabled(), torch.load.__module__)
-        print(safe_loading_enabled(), torch.load.__module__)
-        enable_safe_loading()
-        with safe_loading():
-            pass
-        print(safe_loading_enabled(), torch.load.__module__)
-    """)
-    out = subprocess.run([sys.executable, '-c', script], cwd=REPO,
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split('\n')[:3] == [
-        'True glnet_mm.checkpoint.unpickler', 'False torch.serialization',
-        'True glnet_mm.checkpoint.unpickler']
-
-
-def _evil(marker):
-    """An object whose unpickling would run a shell command."""
-
-    class Evil:
-
-        def __reduce__(self):
-            return (os.system, (f'touch {marker}', ))
-
-    return Evil()
-
-
-@pytest.mark.parametrize('zipfile', [True, False])
-def test_every_torch_load_is_restricted_inside_the_block(tmp_path, zipfile):
-    """Inside safe_loading(), torch.load refuses code whatever its caller
-    passes (torch.hub passes weights_only=False), in the zip and in the
-    legacy file format, on every torch."""
-    from glnet_mm.checkpoint.loading import safe_loading
-    marker = tmp_path / 'pwned'
-    path = tmp_path / 'evil.pth'
-    torch.save({'x': _evil(marker)}, path,
-               _use_new_zipfile_serialization=zipfile)
-    with safe_loading():
-        with pytest.raises(RefusedGlobal, match='posix.system'):
-            torch.load(path, weights_only=False)
-        with pytest.raises(RefusedGlobal, match='posix.system'):
-            torch.load(path, pickle_module=pickle)
-    assert not marker.exists()
-    weights = {'w': torch.arange(3.)}
-    torch.save(weights, path, _use_new_zipfile_serialization=zipfile)
-    with safe_loading():
-        torch.testing.assert_close(torch.load(path)['w'], weights['w'])
+        "glnet_mm.checkpoint.unpickler",
+        'after a block: True glnet_mm.checkpoint.unpickler']
 
 
 def test_state_setting_and_extensions_are_refused(tmp_path):

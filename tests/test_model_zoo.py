@@ -4,7 +4,6 @@ refused on load, local files and URLs, and the packaged model index that
 ``mim search`` reads."""
 import json
 import os
-import pickle
 import os.path as osp
 import subprocess
 import sys
@@ -272,26 +271,6 @@ def test_get_model_from_a_url(golden_tklb, http_root, tmp_path):
     assert rel_err(logits, golden_tklb['logits']) < 1e-5
     assert osp.isfile(tmp_path / 'torch_home' / 'hub' / 'checkpoints' /
                       'glnet_4g_tklb.pth')
-
-
-class _Evil:
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
-
-
-def test_url_checkpoints_load_safely(http_root, tmp_path):
-    """mmengine's own http loader unpickles with ``weights_only=False``; with
-    the configs' safe loading (``glnet_mm.checkpoint.process_wide``) torch refuses."""
-    root, url = http_root
-    marker = tmp_path / 'pwned'
-    torch.save({'state_dict': {}, 'x': _Evil(marker)}, root / 'evil.pth')
-    with pytest.raises(pickle.UnpicklingError, match='system'):
-        get_model('glnet-4g_3rdparty_in1k', pretrained=f'{url}/evil.pth')
-    assert not marker.exists()
 
 
 # --- packaging for mim ---------------------------------------------------
