@@ -1,5 +1,6 @@
 """Parity with the authors' code: golden outputs, parameter counts, key maps
-and FLOPs of every released model; and with the development stack."""
+and FLOPs of every released model; and, on the other supported stacks, with
+the development stack."""
 import json
 import os
 import subprocess
@@ -71,7 +72,7 @@ def test_golden_logits_through_mmpretrain(variant):
 
 # What the development stack computes, in one process of its own: argv a
 # JSON list of jobs (golden file, GLNet arch, input .npy, output .npz); for
-# each, the four stage outputs of the full-size model.
+# each, the four stage outputs of the golden model.
 STACK_OUTPUTS = textwrap.dedent("""
     import json, sys
     import numpy as np, torch
@@ -85,59 +86,74 @@ STACK_OUTPUTS = textwrap.dedent("""
         np.savez(out_path, *[o.numpy() for o in outs],
                  torch=torch.__version__)
 """)
-# 224x224 and a size that is no multiple of the strides (GLNet pads)
+# the golden input, 224x224 and a size that is no multiple of the strides
+# (GLNet pads)
 STACK_SIZES = ((224, 224), (200, 296))
 
 
 @pytest.fixture(scope='module')
 def stack_outputs(tmp_path_factory):
-    """The inputs, and the development stack's outputs of every golden
-    model for them, from one process of that stack's python."""
-    python = os.environ.get('GLNET_MM_REFERENCE_PYTHON', sys.executable)
+    """Each golden model's inputs (its golden one first), and the
+    development stack's outputs of that model for them, from one process of
+    its python (GLNET_MM_REFERENCE_PYTHON); None where it is not given:
+    this is the development stack."""
+    python = os.environ.get('GLNET_MM_REFERENCE_PYTHON')
+    if not python:
+        return None
     tmp = tmp_path_factory.mktemp('stack_outputs')
-    archs = {variant: arch_from_official(load_golden(variant)['config'])
-             for variant in GOLDEN}
     gen = torch.Generator().manual_seed(0)
+    sizes = {size: torch.randn(1, 3, *size, generator=gen)
+             for size in STACK_SIZES}
     inputs, jobs = {}, []
-    for h, w in STACK_SIZES:
-        inputs[h, w] = torch.randn(1, 3, h, w, generator=gen)
-        np.save(tmp / f'x_{h}x{w}.npy', inputs[h, w].numpy())
-        for variant, arch in archs.items():
+    for variant in GOLDEN:
+        golden = load_golden(variant)
+        arch = arch_from_official(golden['config'])
+        inputs[variant] = {'golden': golden['input'], **sizes}
+        for i, x in enumerate(inputs[variant].values()):
+            np.save(tmp / f'{variant}_{i}.npy', x.numpy())
             jobs.append((reference_path(f'golden_{variant}.pt'), arch,
-                         str(tmp / f'x_{h}x{w}.npy'),
-                         str(tmp / f'{variant}_{h}x{w}.npz')))
+                         str(tmp / f'{variant}_{i}.npy'),
+                         str(tmp / f'{variant}_{i}.npz')))
     ref = subprocess.run([python, '-c', STACK_OUTPUTS, json.dumps(jobs)],
                          cwd=REPO, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=REPO))
     assert ref.returncode == 0, ref.stderr[-3000:]
     outputs = {}
     for variant in GOLDEN:
-        for h, w in STACK_SIZES:
-            with np.load(tmp / f'{variant}_{h}x{w}.npz') as saved:
-                outputs[variant, (h, w)] = (
-                    [torch.from_numpy(saved[f'arr_{i}']) for i in range(4)],
-                    str(saved['torch']))
+        for i, key in enumerate(inputs[variant]):
+            with np.load(tmp / f'{variant}_{i}.npz') as saved:
+                outputs[variant, key] = (
+                    [torch.from_numpy(saved[f'arr_{j}']) for j in range(4)],
+                    f"torch {saved['torch']}")
     return inputs, outputs
 
 
 @pytest.mark.parametrize('variant', GOLDEN)
 def test_outputs_match_the_development_stack(variant, stack_outputs):
-    """Full-size GLNet with the official weights, at 224x224 and at a size
-    that is no multiple of the strides (GLNet pads), gives the same four
-    outputs here as on the development stack, within 1e-5 of their largest
-    value. The stacks' checks (.dev_scripts/stacks.py) run this on the
-    classic and newest stacks against the development stack's python
-    (GLNET_MM_REFERENCE_PYTHON); without it, this python in a fresh process
-    (the comparison is then of two runs of the same stack)."""
-    inputs, stack = stack_outputs
+    """The stacks' checks (.dev_scripts/stacks.py) give the development
+    stack's python (GLNET_MM_REFERENCE_PYTHON): its outputs of the golden
+    model match the authors' golden outputs, and this stack's outputs match
+    its outputs, at 224x224 and at a size that is no multiple of the
+    strides (GLNet pads), within 1e-5 of their largest value. Without it
+    (on the development stack itself) the reference is the authors' golden
+    outputs alone: a stack compared with itself would prove nothing."""
     golden = load_golden(variant)
     model = GLNet(arch_from_official(golden['config']), out_norm_cfg=None)
     load_pretrained(model, dict(model=golden['state_dict']))
     model.eval()
+    if stack_outputs is None:
+        inputs, stack = {'golden': golden['input']}, {}
+    else:
+        inputs, stack = stack_outputs
+        inputs = inputs[variant]
+        refs, there = stack[variant, 'golden']
+        for out, ref in zip(refs, golden['stage_outputs']):
+            assert rel_err(out, ref) < 1e-5, (variant, there)
     for size, x in inputs.items():
-        refs, their_torch = stack[variant, size]
-        where = (variant, size, f'torch {their_torch} there, '
-                 f'{torch.__version__} here')
+        refs, there = stack.get((variant, size),
+                                (golden['stage_outputs'], 'the authors'))
+        where = (variant, size, f'{there} there, torch {torch.__version__} '
+                 'here')
         with torch.no_grad():
             outs = model(x)
         assert len(outs) == len(refs) == 4
@@ -146,8 +162,9 @@ def test_outputs_match_the_development_stack(variant, stack_outputs):
             assert rel_err(out, ref_out) < 1e-5, where
 
 
-def test_golden_detects_a_wrong_switch():
-    """The parity check has teeth: one flipped switch breaks it."""
+def test_golden_weights_refuse_a_wrong_switch():
+    """One flipped switch (a 3x3 local depth-wise conv instead of the
+    authors' 5x5) is caught: the golden weights do not load into it."""
     golden = load_golden('stl')
     arch = dict(arch_from_official(golden['config']), local_dw_ks=3)
     model = GLNet(arch, out_norm_cfg=None)
