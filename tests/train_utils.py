@@ -1,6 +1,6 @@
-"""Helpers of the multi-process, resume and AMP tests: write a derived toy
-config, run ``tools/train.py`` / ``tools/dist_train.sh`` in fresh processes,
-read what :mod:`ddp_probe` recorded."""
+"""Helpers of the toy training tests: write a derived toy config, run
+``tools/train.py`` / ``tools/dist_train.sh`` / ``mim`` in fresh processes,
+read what :mod:`ddp_probe` or the run's scalars recorded."""
 import glob
 import json
 import os
@@ -74,6 +74,20 @@ def run_mim(*args, timeout=900):
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
+
+
+def mim_train(package, config, work_dir, *args):
+    """``mim train PACKAGE CONFIG`` into ``work_dir`` (its logger interval
+    1); its log, the training losses and the validation records of the
+    run's ``scalars.json``."""
+    log = run_mim('train', package, config, '--work-dir', str(work_dir),
+                  *args)
+    (scalars, ) = glob.glob(osp.join(str(work_dir), '*', 'vis_data',
+                                     'scalars.json'))
+    with open(scalars) as f:
+        records = [json.loads(line) for line in f]
+    losses = [r['loss'] for r in records if 'loss' in r]
+    return log, losses, [r for r in records if 'loss' not in r]
 
 
 def probes(work_dir):
