@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 import os.path as osp
-import re
 import sys
 import threading
 
@@ -69,66 +68,29 @@ def arch_from_official(config):
 
 # ---- tests that need what this environment lacks --------------------------
 # glnet_mm needs only torch and mmengine; the toolboxes and the tests' extras
-# are optional. A test (or test file) that imports one of these where it is
-# not installed is skipped, naming it, instead of failing: `pytest tests` runs
-# in a user's environment that has only some toolboxes, and in the newest
-# stack (.dev_scripts/stacks.py), which has mmcv-lite and mmpretrain only.
-# Under CI on the development stack (CI=true, no GLNET_MM_STACK) everything is
-# installed, so the error stands: nothing that runs there may become a skip.
-# (A stack's checks fail on any skip: stacks.py.)
-OPTIONAL = ('mmdet', 'mmseg', 'mmpretrain', 'mmcv', 'mim', 'pycocotools',
-            'onnx', 'onnxruntime', 'onnxscript', 'hypothesis', 'omegaconf',
-            'build')
-_MISSING = re.compile(r"No module named '([\w.]+)'")
-
-
-def _missing_optional(name):
-    """What to name as missing when a ModuleNotFoundError for ``name`` is
-    an optional package (or mmcv's compiled ops, which mmcv-lite lacks)
-    that is not installed; None when it is something else (a bug)."""
-    top = (name or '').split('.')[0]
-    if top not in OPTIONAL:
-        return None
-    probe = name if name == 'mmcv._ext' else top
-    try:
-        found = importlib.util.find_spec(probe)
-    except ModuleNotFoundError:
-        found = None
-    if found:
-        return None
-    return "mmcv's compiled ops (mmcv._ext)" if probe == 'mmcv._ext' else probe
+# are optional. A test (or test file) that needs one says so with needs()
+# below: `pytest tests` runs in a user's environment that has only some
+# toolboxes, and in the newest stack (.dev_scripts/stacks.py), which has
+# mmcv-lite and mmpretrain only. Any other ModuleNotFoundError is a failure.
 
 
 def _skips_allowed():
+    """False under CI on the development stack (CI=true, no GLNET_MM_STACK),
+    where everything is installed: nothing that runs there may become a
+    skip. (A stack's checks fail on any skip: stacks.py.)"""
     return not (os.environ.get('CI') == 'true'
                 and not os.environ.get('GLNET_MM_STACK'))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = (yield).get_result()
-    error = call.excinfo.value if call.excinfo else None
-    if (report.failed and isinstance(error, ModuleNotFoundError)
-            and _skips_allowed()):
-        missing = _missing_optional(error.name)
-        if missing:
-            report.outcome = 'skipped'
-            report.longrepr = (str(item.path), item.location[1],
-                               f'Skipped: needs {missing}, not installed')
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector):
-    report = (yield).get_result()
-    if report.failed and _skips_allowed():
-        # a test file's own imports: pytest keeps only the error's text
-        found = _MISSING.findall(str(report.longrepr))
-        missing = _missing_optional(found[-1]) if found else None
-        if missing:
-            report.outcome = 'skipped'
-            report.longrepr = (str(collector.path), None,
-                               f'Skipped: needs {missing}, not installed')
-            report.result = []
+def needs(module):
+    """The optional ``module`` (a toolbox, ``mmcv._ext`` for mmcv's compiled
+    ops, a test extra), imported: ``pytest.importorskip`` for the test, or
+    at a file's top for the whole file, where it is not installed; under CI
+    on the development stack its absence fails instead."""
+    if _skips_allowed():
+        return pytest.importorskip(
+            module, reason=f'needs {module}, not installed')
+    return importlib.import_module(module)
 
 
 def _parse_metafiles_once():

@@ -17,7 +17,7 @@ import sys
 import venv
 
 import pytest
-from conftest import REPO
+from conftest import REPO, needs
 
 import glnet_mm
 
@@ -25,18 +25,6 @@ import glnet_mm
 # build/ and *.egg-info next to the sources).
 SOURCES = ('pyproject.toml', 'LICENSE', 'model-index.yml', 'configs',
            'glnet_mm')
-
-
-def _need(module, why):
-    """Skip without ``module``; under CI (CI=true) its absence is a failure:
-    CI must provide it."""
-    try:
-        __import__(module)
-    except ImportError:
-        message = f'{module} is not installed: {why}'
-        if os.environ.get('CI') == 'true':
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _is_glnet_mm(name):
@@ -85,7 +73,7 @@ def _pip_env():
 
 @pytest.mark.slow
 def test_wheel_installs_without_changing_the_environment(tmp_path):
-    _need('build', 'it builds the wheel (python -m build)')
+    needs('build')  # python -m build
     src = tmp_path / 'src'
     for name in SOURCES:
         path = osp.join(REPO, name)

@@ -11,6 +11,8 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
+from conftest import needs
+
 from glnet_mm import GLNet
 from glnet_mm.datasets.toy_imagefolder import make_toy_imagefolder
 from glnet_mm.engine.hooks import SlotVisualizationHook
@@ -56,6 +58,7 @@ def test_classifier_run_draws_the_slots(tmp_path):
     """The toy classifier, 2 epochs validated after each: 2 images x 2
     validations, at the validation size, in the run's visualizer."""
     from mmengine.runner import Runner
+    needs('mmpretrain')
     root = str(tmp_path / 'toy')
     make_toy_imagefolder(root, num_train=2, num_val=2)  # 12 val images
     cfg = Config.fromfile(osp.join(

@@ -7,13 +7,15 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, needs
 
 GENERATORS = ('toy_coco', 'toy_ade', 'toy_imagefolder')
 
 
 def generator(name):
     """``(make_<name>, main)`` of ``glnet_mm.datasets.<name>``."""
+    if name == 'toy_coco':
+        needs('pycocotools')  # the masks' RLE
     module = importlib.import_module(f'glnet_mm.datasets.{name}')
     return getattr(module, f'make_{name}'), module.main
 
@@ -94,6 +96,7 @@ def test_python_dash_m_imports_no_toolbox(tmp_path):
     OpenMMLab toolbox (``-X importtime`` lists every module it imported).
     One fresh process runs the three as ``-m`` does (runpy, as
     ``__main__``): a toolbox that any of them imported would be listed."""
+    needs('pycocotools')  # toy_coco's masks
     script = (
         'import runpy, sys\n'
         f'for name in {GENERATORS!r}:\n'

@@ -2,17 +2,17 @@
 classifier and for the backbone of a detector config."""
 import os.path as osp
 
-import mmcv
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from conftest import load_tool
+from conftest import load_tool, needs
 from PIL import Image
 
 from glnet_mm import GLNet
 from glnet_mm.datasets.toy_imagefolder import render_toy_shape
 
+mmcv = needs('mmcv')
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_CONFIG = osp.join(REPO, 'configs', 'classification',
                       'glnet-toy_1xb64-20e_toy-shapes.py')
@@ -83,7 +83,7 @@ def test_capture_is_free_and_leaves_no_hooks(vis):
 
 
 def test_classifier_figure(vis, image, tmp_path):
-    from mmpretrain.registry import MODELS
+    MODELS = needs('mmpretrain.registry').MODELS
     cfg = Config.fromfile(TOY_CONFIG)
     model = MODELS.build(cfg.model)
     for p in model.parameters():  # weights unlike the default init
@@ -114,6 +114,7 @@ def test_classifier_figure(vis, image, tmp_path):
 
 
 def test_detector_backbone_figure(vis, image, tmp_path):
+    needs('mmdet')
     config = tmp_path / 'retinanet_glnet-toy.py'
     config.write_text(
         "_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py']\n"
