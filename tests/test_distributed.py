@@ -18,12 +18,12 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import load_tool, needs
 from train_utils import (DET_CONFIG, REPO, SEG_CONFIG, checkpoints, env,
                          probes, seg_norms_without_bn, train, weights,
                          weights_and_meta, write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
-from glnet_mm.datasets.toy_coco import make_toy_coco
 
 SEG_ITERS = 6
 SEG_BODY = """
@@ -78,9 +78,9 @@ randomness = dict(seed=0, deterministic=True)
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
+    """The toy ADE data (ade/); detection_pair adds the toy COCO (coco/)."""
     root = tmp_path_factory.mktemp('ddp_data')
     make_toy_ade(str(root / 'ade'), num_train=8, num_val=4)
-    make_toy_coco(str(root / 'coco'), num_train=2 * DET_STEPS, num_val=4)
     return root
 
 
@@ -147,6 +147,7 @@ def test_segmentation_two_processes_match_one(data, tmp_path):
     """UPerNet toy: 2 x batch 2 == 1 x batch 4. mmseg's cross-entropy is a
     mean over all pixels, so the batch loss is the mean of the ranks'
     losses, and DDP's averaged gradient is the single process's gradient."""
+    needs('mmseg')
     works = run_pair(tmp_path, SEG_CONFIG, SEG_BODY, batch=2,
                      root=str(data / 'ade'), iters=SEG_ITERS)
     single, ranks = check_shards_and_checkpoint(works, SEG_ITERS, 4)
@@ -167,6 +168,10 @@ def detection_pair(data, tmp_path_factory):
     """The toy Mask R-CNN trained one epoch (8 images) by 1 process of 1
     image accumulating 2 iterations per step and by 2 processes of 1 image
     (the same total batch of 2 per optimizer step); their work dirs."""
+    needs('mmdet')
+    needs('pycocotools')
+    from glnet_mm.datasets.toy_coco import make_toy_coco
+    make_toy_coco(str(data / 'coco'), num_train=2 * DET_STEPS, num_val=4)
     tmp = tmp_path_factory.mktemp('detection_pair')
     works = {}
     for nproc, accumulate in ((1, 2), (2, 1)):
@@ -247,6 +252,7 @@ def test_classification_on_two_processes(shapes, tmp_path):
     """The mmpretrain toy config through dist_train.sh (toolbox from its
     default_scope): 2 ranks, disjoint shards, Accuracy over the whole
     validation set, one checkpoint."""
+    needs('mmpretrain')
     config = write_config(tmp_path / 'cfg.py', CLS_CONFIG,
                           CLS_BODY.format(root=shapes))
     log = train(config, tmp_path / 'work', 2)
@@ -314,15 +320,17 @@ def test_dist_test_two_processes_match_one(toy_detector, tmp_path):
 
 
 def test_test_py_refuses_to_overwrite(toy_detector, tmp_path):
+    """tools/test.py --out never overwrites a file: it refuses while it
+    reads the command line, before a runner is built (so in this process:
+    no fresh one needed)."""
     config, checkpoint = toy_detector
     out = tmp_path / 'mine.pkl'
     out.write_text('keep me')
-    proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'test.py'), config,
-         checkpoint, '--out', str(out)],
-        cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode != 0 and 'not overwriting' in proc.stderr
+    with pytest.raises(FileExistsError, match='not overwriting'):
+        load_tool('test').main([config, checkpoint, '--out', str(out),
+                                '--work-dir', str(tmp_path / 'work')])
     assert out.read_text() == 'keep me'
+    assert not (tmp_path / 'work').exists()
 
 
 FAKE_SRUN = """#!/usr/bin/env bash
