@@ -36,7 +36,7 @@ def run(script, env=None):
 
 
 def test_import_has_no_side_effects():
-    """``import glnet_mm`` imports no toolbox, registers GLNet once in
+    """``import glnet_mm`` imports no toolbox, registers GLNet in
     mmengine's root registry and leaves checkpoint loading alone; the
     modules that configs import (hooks, optim) cost nothing either: no
     toolbox, no drawing code."""
