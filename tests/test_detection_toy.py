@@ -3,10 +3,12 @@
 detector: tests/test_resume.py)."""
 import glob
 import hashlib
+import json
 import os.path as osp
 
 import numpy as np
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from pycocotools.coco import COCO
@@ -100,9 +102,22 @@ def test_generator_refuses_to_overwrite(tmp_path, capsys):
         make_toy_coco(str(tmp_path / 'y'), size=(8, 8))
 
 
+# Measured with this run on the 4 validation images, on one thread (two
+# threads give other numbers: trained 0.111 and 0.023): trained, and with the
+# backbone frozen at its random init (model.backbone.frozen_stages=4: every
+# GLNet weight and BN statistic unchanged, compared before/after). The heads
+# alone lower the loss more (frozen: 3.37 -> 1.61 over the first and last 4
+# iterations, trained: 3.63 -> 2.21); the mAPs tell them apart.
+TRAINED = {'coco/bbox_mAP_50': 0.059, 'coco/segm_mAP': 0.024}
+FROZEN = {'coco/bbox_mAP_50': 0.028, 'coco/segm_mAP': 0.0}
+BARS = {'coco/bbox_mAP_50': 0.045, 'coco/segm_mAP': 0.012}
+
+
 def test_toy_training_runner(toy_root, tmp_path):
     """A few iterations of the toy config through mmengine's Runner: the
-    loss falls and CocoMetric reports bbox and segm mAP."""
+    loss falls, CocoMetric reports bbox and segm mAP, and the backbone
+    learns: bbox mAP@50 and segm mAP reach bars that the backbone frozen
+    at its random init does not (TRAINED, FROZEN above)."""
     cfg = Config.fromfile(TOY_CONFIG)
     cfg.merge_from_dict(data_overrides(toy_root))
     cfg.work_dir = str(tmp_path / 'work')
@@ -110,7 +125,12 @@ def test_toy_training_runner(toy_root, tmp_path):
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
     cfg.default_hooks.logger.interval = 1
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the measured numbers: one thread
+    try:
+        runner.train()
+    finally:
+        torch.set_num_threads(threads)
 
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 16 and np.isfinite(losses).all()
@@ -119,6 +139,8 @@ def test_toy_training_runner(toy_root, tmp_path):
     scalars = osp.join(cfg.work_dir, runner.timestamp, 'vis_data',
                        'scalars.json')
     with open(scalars) as f:
-        text = f.read()
+        (val, ) = [r for r in map(json.loads, f) if 'loss' not in r]
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
-        assert f'"{key}"' in text
+        assert key in val, key
+    for key, bar in BARS.items():
+        assert val[key] >= bar, (key, val[key])
