@@ -1,5 +1,6 @@
-"""The toy ADE dataset, and the toy segmentation config trained through the
-real runner and through ``mim train mmseg``."""
+"""The toy ADE dataset, and the toy segmentation config trained with ``mim
+train mmseg`` (the README's command), resumed with mmengine's runner and
+tested with ``mim test mmseg``."""
 import os
 import os.path as osp
 import re
@@ -12,6 +13,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from PIL import Image
+from train_utils import mim_train, run_mim
 
 from glnet_mm.datasets.toy_ade import TOY_ADE_CLASSES, make_toy_ade
 from glnet_mm.datasets.toy_ade_dataset import ToyADEDataset
@@ -19,7 +21,6 @@ from glnet_mm.datasets.toy_ade_dataset import ToyADEDataset
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_CONFIG = osp.join(REPO, 'configs', 'segmentation',
                       'upernet_glnet-toy_1xb8-600iter_toy-ade-128x128.py')
-MIM = osp.join(osp.dirname(sys.executable), 'mim')
 
 
 @pytest.fixture(scope='module')
@@ -111,37 +112,52 @@ def toy_cfg(toy_root, work_dir, max_iters):
         cfg[loader].persistent_workers = False
     cfg.train_dataloader.batch_size = 4
     cfg.train_cfg.max_iters = max_iters
-    cfg.train_cfg.val_interval = 100
+    cfg.train_cfg.val_interval = 30
     cfg.default_hooks.checkpoint.interval = 10
-    cfg.default_hooks.logger.interval = 5
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.visualization.interval = 1  # mim test --show-dir
     warmup, poly = cfg.param_scheduler  # a warmup that fits a short run
     warmup.end = poly.begin = 5
     return cfg
 
 
+# Measured with this run (one thread: mim's process; the same in two runs):
+# trained, and with the backbone frozen at its random init
+# (model.backbone.frozen_stages=4: every GLNet weight and BN statistic
+# unchanged, compared before/after). The heads alone learn most of it, and
+# lower the loss as much (frozen 2.33 -> 1.57 over the first and last 5
+# iterations).
+TRAINED_MIOU, FROZEN_MIOU, MIOU_BAR = 74.16, 70.14, 72.0
+
+
 @pytest.fixture(scope='module')
 def trained(toy_root, tmp_path_factory):
-    """30 iterations of the toy config through mmengine's runner."""
-    work_dir = tmp_path_factory.mktemp('toy_run')
-    runner = Runner.from_cfg(toy_cfg(toy_root, work_dir, 30))
-    runner.train()
-    return runner, work_dir
+    """`mim train mmseg` (the README's command) of the toy config: 30
+    iterations of batch 4 through mmengine's runner, validation at the
+    end; the config, its log, losses and validation records."""
+    tmp = tmp_path_factory.mktemp('toy_run')
+    config = str(tmp / 'toy.py')
+    toy_cfg(toy_root, tmp / 'work', 30).dump(config)
+    log, losses, metrics = mim_train('mmseg', config, tmp / 'work')
+    return config, tmp / 'work', log, losses, metrics
 
 
 def test_toy_training_learns(trained):
-    runner, work_dir = trained
-    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    """The loss falls, and the backbone learns: the validation mIoU
+    reaches a bar that the backbone frozen at its random init does not
+    (TRAINED_MIOU, FROZEN_MIOU above)."""
+    _, work_dir, _, losses, metrics = trained
     assert len(losses) == 30
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
-    metrics = runner.test()  # IoUMetric on the validation split
-    assert set(metrics) == {'aAcc', 'mIoU', 'mAcc'}
-    assert 0 < metrics['mIoU'] <= 100
+    (val, ) = metrics
+    assert {'aAcc', 'mIoU', 'mAcc'} <= set(val)
+    assert val['mIoU'] >= MIOU_BAR, val['mIoU']
     assert (work_dir / 'iter_30.pth').exists()
 
 
 def test_toy_training_resumes(toy_root, trained):
     """``--resume``: continues from iter_30 with its optimizer state."""
-    _, work_dir = trained
+    _, work_dir, _, _, _ = trained
     cfg = toy_cfg(toy_root, work_dir, 33)
     cfg.resume = True
     resumed = Runner.from_cfg(cfg)
@@ -152,47 +168,22 @@ def test_toy_training_resumes(toy_root, trained):
     assert steps == {33}
 
 
-@pytest.fixture(scope='module')
-def mim_run(toy_root, tmp_path_factory):
-    """`mim train mmseg` of the toy config for 2 iterations."""
-    tmp = tmp_path_factory.mktemp('mim')
-    options = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-               'train_dataloader.batch_size=2',
-               'default_hooks.checkpoint.interval=2',
-               'default_hooks.visualization.interval=1']
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        options += [f'{loader}.dataset.data_root={toy_root}',
-                    f'{loader}.num_workers=0',
-                    f'{loader}.persistent_workers=False']
-    work_dir = tmp / 'work'
-    out = mim('train', TOY_CONFIG, '--work-dir', str(work_dir),
-              '--cfg-options', *options)
-    return out, tmp, options
+def test_mim_train(trained):
+    """The README command `mim train mmseg <toy config>`: its checkpoint
+    and the validation's mIoU in its log."""
+    _, work_dir, log, _, _ = trained
+    assert (work_dir / 'iter_30.pth').exists()
+    assert 'mIoU' in log  # validation at iteration 30
 
 
-def mim(command, *args):
-    return subprocess.run([MIM, command, 'mmseg', *args], capture_output=True,
-                          text=True, env=dict(os.environ, PYTHONPATH=REPO))
-
-
-def test_mim_train(mim_run):
-    """The README command `mim train mmseg <toy config>`."""
-    out, tmp, _ = mim_run
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert (tmp / 'work' / 'iter_2.pth').exists()
-    assert 'mIoU' in out.stdout + out.stderr  # validation at iteration 2
-
-
-def test_mim_test_with_overlays(mim_run):
+def test_mim_test_with_overlays(trained, tmp_path):
     """`mim test mmseg` of the checkpoint: IoUMetric with its per-class
     table, and coloured overlays (ground truth | prediction)."""
-    _, tmp, options = mim_run
-    work_dir, show_dir = tmp / 'work', tmp / 'overlays'
-    out = mim('test', TOY_CONFIG, '--checkpoint', str(work_dir / 'iter_2.pth'),
-              '--work-dir', str(work_dir), '--show-dir', str(show_dir),
-              '--cfg-options', *options)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    log = out.stdout + out.stderr
+    config, work_dir, _, _, _ = trained
+    show_dir = tmp_path / 'overlays'
+    log = run_mim('test', 'mmseg', config, '--checkpoint',
+                  str(work_dir / 'iter_30.pth'), '--work-dir',
+                  str(tmp_path / 'test'), '--show-dir', str(show_dir))
     assert 'per class results' in log and 'mIoU' in log
     for name in TOY_ADE_CLASSES:
         assert re.search(rf'\|\s+{name}\s+\|', log), name
