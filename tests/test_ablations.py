@@ -9,8 +9,10 @@ from mmengine.config import Config
 
 from glnet_mm import GLNet
 from glnet_mm.utils.flops import count_flops, count_params
-from glnet_mm.models.backbones.glmix import GLMixBlock
-from glnet_mm.models.backbones.glmix_ablations import WindowMHSA, bucket_means
+from glnet_mm.models.backbones.glmix import GLMixBlock, to_grid
+from glnet_mm.models.backbones.glmix_ablations import (
+    GLMixAblation, GlobalOnly, HashedSlots, KMeansClustering, LocalOnly,
+    ParamSlots, WindowLocal, WindowMHSA, bucket_means, glmix_block)
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                    'configs', 'classification')
@@ -143,8 +145,30 @@ def test_block_defaults_are_the_released_block():
                                         for w in ('weight', 'bias')),
         *(f'mlp.{i}.{w}' for i in (0, 3) for w in ('weight', 'bias'))}
     assert block.feature_conv[1].kernel_size == (5, 5)
-    assert block.pool_size == 8 and block.init_slots is None
+    assert block.pool_size == 8 and getattr(block, 'init_slots', None) is None
     assert block(torch.randn(2, 64, 9, 11)).shape == (2, 64, 9, 11)
+
+
+@pytest.mark.parametrize('switches, mixins', [
+    (dict(), ()),
+    (dict(num_slots=9, local_dw_ks=3), ()),
+    (dict(branches='local'), (LocalOnly, )),
+    (dict(branches='global', slot_init='param'), (GlobalOnly, ParamSlots)),
+    (dict(local_op='wmhsa'), (WindowLocal, )),
+    (dict(slot_init='hashing', clustering='kmeans'),
+     (HashedSlots, KMeansClustering)),
+])
+def test_released_block_or_ablation_subclass(switches, mixins):
+    """The released switches build :class:`GLMixBlock` itself (other slot
+    counts and kernels are its arguments); each ablation switch adds its
+    mixin to a subclass, chosen at construction."""
+    block = first_block(tiny(**switches))
+    if not mixins:
+        assert type(block) is GLMixBlock
+        return
+    assert isinstance(block, GLMixAblation)
+    assert type(block).__bases__ == mixins + (GLMixAblation, )
+    assert type(block) is type(glmix_block(32, 1, **switches))
 
 
 @pytest.mark.parametrize('switches, absent', [
@@ -160,15 +184,16 @@ def test_switches_never_build_unused_parts(switches, absent):
     ``None`` and leaves no weights behind."""
     block = first_block(tiny(**switches))
     for name in absent:
-        assert getattr(block, name) is None, name
+        assert getattr(block, name, None) is None, name
         assert not any(k.startswith(name) for k in block.state_dict()), name
 
 
 def test_branch_switches_remove_and_order_the_branches():
     local, glob = first_block(tiny(branches='local')), first_block(
         tiny(branches='global'))
-    assert local.feature_conv is not None and local.relation_mha is None
-    assert glob.relation_mha is not None and glob.feature_conv is None
+    assert local.feature_conv is not None and not hasattr(local,
+                                                          'relation_mha')
+    assert glob.relation_mha is not None and not hasattr(glob, 'feature_conv')
     # Same weights, three orders: three different functions.
     torch.manual_seed(0)
     models = {b: tiny(branches=b)
@@ -197,7 +222,7 @@ def test_window_mhsa_is_local_to_windows():
     model = tiny(local_op='wmhsa', local_window=4)
     attn = first_block(model).local_attn
     assert isinstance(attn, WindowMHSA)
-    assert first_block(model).feature_conv is None
+    assert not hasattr(first_block(model), 'feature_conv')
     assert attn.relative_position_bias_table.shape == (7 * 7, 1)
     x = torch.randn(1, 32, 8, 10)  # padded to 8 x 12: windows of 4 x 4
     y = torch.randn(1, 32, 8, 10)
@@ -215,7 +240,7 @@ def test_kmeans_hashing_assigns_each_pixel_to_one_slot():
     assert block.slot_hash.hash_planes.shape == (32, 6)  # log2(64) bits
     # the hashing is saved with the model, so it is reproducible
     assert 'slot_hash.hash_planes' in block.state_dict()
-    assert block.slot_scale is None
+    assert not hasattr(block, 'slot_scale')
     weights = []
     block.cluster_weights.register_forward_hook(
         lambda m, a, out: weights.append(out))
@@ -278,19 +303,25 @@ def test_parallel_branches_sum(switches, grad):
     local branch returns (the dispatch GEMM sums into a channels-last local
     map in place; a window-attention map is summed out of place)."""
     torch.manual_seed(0)
-    block = GLMixBlock(64, 2, switches).eval()
+    block = glmix_block(64, 2, **switches).eval()
+    mixed = []
+    plain_mixer_branch = block.mixer_branch
+    block.mixer_branch = lambda x, out: plain_mixer_branch(
+        x, mixed.append(out.clone()) or out)
     x = torch.randn(2, 64, 13, 18).contiguous(
         memory_format=torch.channels_last).requires_grad_(grad)
     with torch.set_grad_enabled(grad):
-        x_pe, mixed = block.mix(x)
-        normed = block.norm1(x_pe.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        slots = block.initial_slots(x)
-        expected = (block.global_branch(slots, normed)
-                    + block.local_branch(normed))
+        block(x)
+        grid = block.norm1(block.pos_embed(x))
+        slots, dispatch = block.cluster(block.initial_slots(x),
+                                        grid.flatten(2).mT)
+        expected = (to_grid(dispatch, block.relation_mha(slots), grid)
+                    + block.local_branch(grid))
+    mixed, = mixed
     torch.testing.assert_close(mixed, expected, rtol=1e-5, atol=1e-5)
     if grad:  # both branches receive gradients through the in-place sum
         mixed.sum().backward()
         assert block.relation_mha.in_proj_weight.grad.abs().sum() > 0
-        local = (block.local_attn.qkv.weight if block.local_attn is not None
+        local = (block.local_attn.qkv.weight if hasattr(block, 'local_attn')
                  else block.feature_conv[0].weight)
         assert local.grad.abs().sum() > 0

@@ -178,17 +178,30 @@ def test_param_slots_need_no_square():
 
 
 def test_glmix_assignments_are_distributions():
-    """Clustering weights sum to one over pixels, dispatching over slots."""
+    """Clustering weights sum to one over pixels (per slot), dispatching
+    weights over slots (per pixel)."""
     block = tiny().stages[1].blocks[0]
     x = torch.randn(2, 64, 12, 10)
     slots = block.initial_slots(x)
     assert slots.shape == (2, 64, 64)
-    grid = block.norm1(x.permute(0, 2, 3, 1)).flatten(1, 2)
-    logits = block.assignment_logits(slots, grid)
+    pixels = block.norm1(x).flatten(2).mT
+    logits = block.assignment_logits(slots, pixels)
     assert logits.shape == (2, 64, 120)
     # |cosine| <= 1, scaled by the learnable temperature C^-0.5 at init
     assert logits.abs().max() <= block.slot_scale.item() + 1e-6
     assert block.slot_scale.item() == pytest.approx(64**-0.5)
+    weights = []
+    block.cluster_weights.register_forward_hook(
+        lambda m, a, out: weights.append(out))
+    clustered, dispatch = block.cluster(slots, pixels)
+    weights, = weights
+    assert weights.shape == (2, 64, 120) and dispatch.shape == (2, 120, 64)
+    assert clustered.shape == (2, 64, 64)
+    assert (weights >= 0).all() and (dispatch >= 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 64))
+    torch.testing.assert_close(dispatch.sum(-1), torch.ones(2, 120))
+    # each slot is the weighted mean of the pixels
+    torch.testing.assert_close(clustered, weights @ pixels)
 
 
 def test_outputs_are_nchw_contiguous():

@@ -1,10 +1,11 @@
 """The fast paths compute what the plain PyTorch layers compute.
 
-Fused self-attention, in-place GELU and residual sums, channels-last maps
-and the pooling: each against its reference, with and without autograd;
-the in-place rule at every call site.
+Fused self-attention, in-place GELU and residual sums, the fused dispatch
+GEMM, channels-last maps and the pooling: each against its reference, with
+and without autograd; every model the same with the speed tricks on and off
+(glmix.py's module docstring: how to turn each off).
 """
-import sys
+import functools
 
 import pytest
 import torch
@@ -14,7 +15,8 @@ import torch.nn.functional as F
 from glnet_mm import GLNet
 from glnet_mm.utils.compat import NEEDS, torch_at_least
 from glnet_mm.models.backbones import glmix
-from glnet_mm.models.backbones.glmix import GELU, SelfAttention, residual
+from glnet_mm.models.backbones.glmix import (GELU, GLMixBlock, SelfAttention,
+                                             mix, residual, to_grid)
 from glnet_mm.models.utils.pooling import adaptive_avg_pool2d, running_sum_pool2d
 
 
@@ -68,6 +70,34 @@ def test_residual_sums_in_place_only_when_the_result_is_the_same():
     assert residual(x, small).shape == (2, 3)
     same = torch.randn(2, 3)  # never sums a tensor into itself
     torch.testing.assert_close(residual(same, same), same * 2)
+    fresh = branch.clone()  # same dtype and shape: written in place
+    assert residual(x, fresh) is fresh
+    torch.testing.assert_close(fresh, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_mix_dispatches_into_a_channels_last_local_map(grad):
+    """The fused dispatch GEMM (baddbmm_) writes ``local + dispatched`` into
+    a channels-last ``local``; any other layout is summed out of place. Same
+    values and gradients either way."""
+    torch.manual_seed(0)
+    grid = torch.randn(2, 16, 5, 7)
+    dispatch = torch.randn(2, 35, 9).softmax(-1)
+    slots = torch.randn(2, 9, 16, requires_grad=grad)
+    expected = grid + to_grid(dispatch, slots, grid)
+    for channels_last in (True, False):
+        local = grid.clone()
+        if channels_last:
+            local = local.contiguous(memory_format=torch.channels_last)
+        with torch.set_grad_enabled(grad):
+            out = mix(local, dispatch, slots, grid)
+        assert (out is local) == channels_last
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+        if grad:
+            got, = torch.autograd.grad(out.square().sum(), slots)
+            ref, = torch.autograd.grad(expected.square().sum(), slots,
+                                       retain_graph=True)
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('size', [(56, 56), (14, 14), (7, 9), (1, 1),
@@ -122,8 +152,8 @@ def test_memory_format_and_input_untouched(arch):
     assert torch.equal(xg.detach(), keep) and xg.grad.abs().sum() > 0
 
 
-# Every kind of block and every ablation switch, so that every call site of
-# the in-place fast paths runs (tiny sizes: the rule does not depend on them).
+# Every kind of block and every ablation switch, so that every use of the
+# speed tricks runs (tiny sizes: the rule does not depend on them).
 RULE_ARCHS = [
     dict(base='stl'),  # GLMix (parallel) + TransformerBlock
     dict(base='4g', layerscale=1e-4),  # + MHABlock, cpe, mlp_dw, layerscale
@@ -138,14 +168,12 @@ RULE_ARCHS = [
 ]
 
 
-def _call_sites(pattern):
-    """Line numbers of glmix.py where ``pattern`` is called."""
-    import inspect
-    import re
-    lines = inspect.getsource(glmix).splitlines()
-    return {i + 1 for i, line in enumerate(lines)
-            if re.search(pattern, line) and not line.lstrip().startswith(
-                ('def ', '#', '"""', '(')) and '``' not in line}
+def tricks_off(monkeypatch):
+    """Every speed trick of glmix.py off, the documented way (its module
+    docstring): each operation computed out of place."""
+    monkeypatch.setattr(glmix, 'can_add_in_place', lambda x, branch: False)
+    monkeypatch.setattr(glmix.GELU, 'forward', nn.GELU.forward)
+    monkeypatch.setattr(glmix, 'can_dispatch_into', lambda local: False)
 
 
 def _forward_and_grads(model, x, grad):
@@ -160,53 +188,66 @@ def _forward_and_grads(model, x, grad):
                                     if p.grad is not None]
 
 
+def _kind(block):
+    return 'GLMixBlock' if isinstance(block, GLMixBlock) else type(
+        block).__name__
+
+
 @pytest.mark.parametrize('grad', [False, True])
-def test_in_place_rule_holds_at_every_call_site(grad, monkeypatch):
-    """The rule of glmix's in-place fast paths (residual sums, GELU, the
+def test_speed_tricks_change_nothing(grad, monkeypatch):
+    """The rule of glmix's in-place speed tricks (residual sums, GELU, the
     dispatch GEMM) holds wherever they are used: every block kind and
-    ablation computes the same with them as with every operation out of
-    place (``IN_PLACE`` off), values and gradients, and every call site ran.
-    (A dispatch that wrote into the wrong map once lost the global
+    ablation computes the same with them as with every trick off, values and
+    gradients, and each trick did write in place in every block kind that
+    uses it. (A dispatch that wrote into the wrong map once lost the global
     branch.)"""
-    residual_lines, dispatched = set(), []
-    plain_residual = glmix.residual
+    in_place_sums, gelu_in_place, dispatched = set(), set(), []
+    current = [None]  # the kind of the block running
+    can_add, can_dispatch = glmix.can_add_in_place, glmix.can_dispatch_into
 
-    def recording_residual(x, branch):
-        residual_lines.add(sys._getframe(1).f_lineno)
-        return plain_residual(x, branch)
+    def recording_can_add(x, branch):
+        ok = can_add(x, branch)
+        if ok:
+            in_place_sums.add(current[0])
+        return ok
 
-    plain_branch = glmix.GLMixBlock.global_branch
+    def recording_can_dispatch(local):
+        dispatched.append(can_dispatch(local))
+        return dispatched[-1]
 
-    def recording_branch(self, slots, x, out=None):
-        dispatched.append(out is not None and out.is_contiguous(
-            memory_format=torch.channels_last))
-        return plain_branch(self, slots, x, out)
+    def record_gelu(module, args, out, kind):
+        if out.data_ptr() == args[0].data_ptr():
+            gelu_in_place.add(kind)
 
-    monkeypatch.setattr(glmix, 'residual', recording_residual)
-    monkeypatch.setattr(glmix.GLMixBlock, 'global_branch', recording_branch)
-    gelu_owners = set()
     x = torch.randn(2, 3, 45, 61)
     for arch in RULE_ARCHS:
         torch.manual_seed(0)
         model = GLNet(dict(arch, depths=[1, 1, 2, 1],
                            channels=[32, 64, 96, 128]),
                       drop_path_rate=0.1).eval()
-        for name, module in model.named_modules():
-            if isinstance(module, glmix.GELU):
-                owner = model.get_submodule(name.rsplit('.', 2)[0])
-                module.register_forward_hook(
-                    lambda m, a, o, owner=type(owner).__name__:
-                    gelu_owners.add(owner))
-        fast = _forward_and_grads(model, x, grad)
+        for stage in model.stages:
+            for block in stage.blocks:
+                block.register_forward_pre_hook(
+                    lambda m, a: current.__setitem__(0, _kind(m)))
+                for module in block.mlp.modules():
+                    if isinstance(module, GELU):
+                        module.register_forward_hook(functools.partial(
+                            record_gelu, kind=_kind(block)))
+        with monkeypatch.context() as patch:
+            patch.setattr(glmix, 'can_add_in_place', recording_can_add)
+            patch.setattr(glmix, 'can_dispatch_into', recording_can_dispatch)
+            fast = _forward_and_grads(model, x, grad)
         model.zero_grad(set_to_none=True)
-        monkeypatch.setattr(glmix, 'IN_PLACE', False)
-        plain = _forward_and_grads(model, x, grad)
-        monkeypatch.setattr(glmix, 'IN_PLACE', True)
+        with monkeypatch.context() as patch:
+            tricks_off(patch)
+            plain = _forward_and_grads(model, x, grad)
         model.zero_grad(set_to_none=True)
         assert len(fast) == len(plain), arch
         for a, b in zip(fast, plain):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5,
                                        msg=lambda m: f'{arch}: {m}')
-    assert residual_lines == _call_sites(r'\bresidual\('), residual_lines
-    assert gelu_owners == {'GLMixBlock', 'MHABlock', 'TransformerBlock'}
+    kinds = {'GLMixBlock', 'MHABlock', 'TransformerBlock'}
+    assert in_place_sums == kinds, in_place_sums
+    # GELU writes in place only without autograd
+    assert gelu_in_place == (set() if grad else kinds), gelu_in_place
     assert any(dispatched) and not all(dispatched)  # into local's map or not

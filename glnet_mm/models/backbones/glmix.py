@@ -12,19 +12,24 @@ Both use the same logits, a learnable scale times the cosine similarity between
 the slots and the normalised pixels: softmax over pixels clusters, softmax over
 slots dispatches. The file also holds the two plain transformer blocks that the
 GLNet presets mix in at the deepest stages (token MHSA with a linear or conv MLP).
+The paper's ablations of the block are subclasses in :mod:`.glmix_ablations`.
 
 Only ``torch`` is needed here; the layout of parameter names follows the
 official release so its checkpoints load without renaming.
 
-**In-place fast paths.** Three operations write their result into a tensor
-instead of allocating a new one: :func:`residual` sums, :class:`GELU`
-without autograd, and the dispatch GEMM of :meth:`GLMixBlock.global_branch`
-(``baddbmm_`` into the local branch's map). They are correct under one rule:
-*the tensor written into is a fresh result that nothing else reads* (a
-layer's output just computed: not the block input, not a tensor autograd
-saved, not a view of either). Every call site follows it; with
-:data:`IN_PLACE` off they all compute out of place, which is how
-``tests/test_fast_paths.py`` checks each call site.
+**Speed tricks.** Each lives in one named place below (section "Speed
+tricks") and changes no value; the rule of the in-place ones: *the tensor
+written into is a fresh result that nothing else reads* (a layer's output
+just computed: not the block input, not a tensor autograd saved, not a view
+of either). To turn one off (``tests/test_fast_paths.py`` compares every
+model with and without them), replace its function:
+
+1. in-place residual sums: :func:`can_add_in_place` returning False;
+2. in-place GELU without autograd: ``GELU.forward = nn.GELU.forward``;
+3. the fused dispatch GEMM (``baddbmm_`` into the channels-last local map):
+   :func:`can_dispatch_into` returning False;
+4. the plain matmul while ``torch.jit`` traces (FLOP counters count matmul,
+   not baddbmm) is the last condition of :func:`can_dispatch_into`.
 """
 import math
 
@@ -33,7 +38,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...utils.compat import is_compiling
-from .glmix_ablations import LSHBuckets, WindowMHSA, bucket_means, kmeans
 from ..utils.pooling import adaptive_avg_pool2d
 
 
@@ -85,23 +89,77 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
-# The in-place fast paths (module docstring); tests turn them off to check
-# that each call site follows the rule.
-IN_PLACE = True
+# --------------------------------------------------------------------------
+# Speed tricks (module docstring). Each is one function; the plain
+# computation is the code around its call.
 
 
-def residual(x, branch):
-    """``x + branch``, summed into ``branch`` (the in-place rule of the module
-    docstring) where that gives the same tensor: ``branch`` of the sum's
-    dtype and shape. Autograd is unaffected: no layer here saves its own
+def can_add_in_place(x, branch):
+    """Speed trick 1: may :func:`residual` sum into ``branch``? Where that
+    gives the same tensor: ``branch`` of the sum's dtype and shape, not
+    ``x`` itself. Autograd is unaffected: no layer here saves its own
     output. Compiled graphs sum out of place: the compiler plans their memory
     itself, and torch 2.1's dynamo cannot trace the identity test without a
     graph break."""
-    if (IN_PLACE and not is_compiling() and branch is not x
+    return (not is_compiling() and branch is not x
             and branch.shape == x.shape
-            and branch.dtype == torch.promote_types(x.dtype, branch.dtype)):
+            and branch.dtype == torch.promote_types(x.dtype, branch.dtype))
+
+
+class GELU(nn.GELU):
+    """Speed trick 2: ``nn.GELU`` that writes over its input when no gradient
+    is recorded (its input is the hidden map of an MLP, the widest tensor of
+    the block, a fresh result). With autograd it is ``nn.GELU``."""
+
+    def forward(self, x):
+        if torch.is_grad_enabled() and x.requires_grad:
+            return super().forward(x)
+        return torch.ops.aten.gelu_(x, approximate=self.approximate)
+
+
+def can_dispatch_into(local):
+    """Speed trick 3: may :func:`mix` dispatch by one GEMM summing into the
+    local branch's map (:func:`dispatch_into`)? Where that map is
+    channels-last, so that its token view ``(B, HW, C)`` is a view."""
+    return (local.is_contiguous(memory_format=torch.channels_last)
+            # Speed trick 4: FLOP counters (fvcore, mmengine's FlopAnalyzer
+            # behind the toolboxes' get_flops) trace the model and count
+            # matmul, not baddbmm: traced, the plain matmul is used.
+            and not torch.jit.is_tracing())
+
+
+def dispatch_into(local, dispatch, slots):
+    """``local += dispatch @ slots`` by one ``baddbmm_`` writing into the
+    channels-last ``local`` (B, C, H, W) through its token view."""
+    B, C, H, W = local.shape
+    tokens = local.permute(0, 2, 3, 1).view(B, H * W, C)
+    tokens.baddbmm_(dispatch.to(local.dtype), slots.to(local.dtype))
+    return local
+
+
+# --------------------------------------------------------------------------
+
+
+def residual(x, branch):
+    """``x + branch``: every residual sum of the blocks (in place where
+    :func:`can_add_in_place` allows)."""
+    if can_add_in_place(x, branch):
         return branch.add_(x)
     return x + branch
+
+
+def to_grid(dispatch, slots, grid):
+    """Dispatching: the slots ``(B, S, C)`` back onto the pixels by the
+    weights ``dispatch`` ``(B, HW, S)``, as a map of ``grid``'s shape."""
+    return (dispatch.to(grid.dtype) @ slots).mT.reshape_as(grid)
+
+
+def mix(local, dispatch, slots, grid):
+    """GLMix's mix: the local branch's map plus the slots dispatched onto
+    the grid (fused into one GEMM where :func:`can_dispatch_into`)."""
+    if can_dispatch_into(local):
+        return dispatch_into(local, dispatch, slots)
+    return local + to_grid(dispatch, slots, grid)
 
 
 class ResidualDWConv(nn.Conv2d):
@@ -113,18 +171,6 @@ class ResidualDWConv(nn.Conv2d):
 
     def forward(self, x):
         return residual(x, super().forward(x))
-
-
-class GELU(nn.GELU):
-    """``nn.GELU`` that writes over its input when no gradient is recorded
-    (the in-place rule of the module docstring: its input is the hidden map
-    of an MLP, the widest tensor of the block). With autograd it is
-    ``nn.GELU``."""
-
-    def forward(self, x):
-        if not IN_PLACE or (torch.is_grad_enabled() and x.requires_grad):
-            return super().forward(x)
-        return torch.ops.aten.gelu_(x, approximate=self.approximate)
 
 
 class SelfAttention(nn.MultiheadAttention):
@@ -173,62 +219,6 @@ def local_convs(channels: int, kernel_size: int) -> nn.Sequential:
         nn.Conv2d(channels, channels, 1))
 
 
-# The switches of a GLMix block and their defaults (the released models),
-# declared once; the choices of the named ones. :func:`check_glmix_switches`
-# is the one place where their rules live; GLNet's arch table is validated
-# through it too.
-GLMIX_SWITCHES = dict(num_slots=64, slot_init='ada_avgpool', local_dw_ks=5,
-                      branches='parallel', local_op='dwconv', local_window=7,
-                      clustering='soft', kmeans_iters=5)
-SLOT_INITS = ('ada_avgpool', 'param', 'hashing')
-BRANCHES = ('parallel', 'local', 'global', 'global->local', 'local->global')
-LOCAL_OPS = ('dwconv', 'wmhsa')
-CLUSTERINGS = ('soft', 'kmeans')
-
-
-def check_glmix_switches(**switches):
-    """Every GLMix switch, checked: a ValueError names the first impossible
-    one.
-
-    Args:
-        **switches: Any of :data:`GLMIX_SWITCHES`; missing ones take their
-            default.
-
-    Returns:
-        dict: All the switches.
-    """
-    unknown = set(switches) - set(GLMIX_SWITCHES)
-    if unknown:
-        raise ValueError(f'Unknown GLMix switches: {sorted(unknown)}')
-    s = dict(GLMIX_SWITCHES, **switches)
-    for key, choices in (('slot_init', SLOT_INITS), ('branches', BRANCHES),
-                         ('local_op', LOCAL_OPS),
-                         ('clustering', CLUSTERINGS)):
-        if s[key] not in choices:
-            raise ValueError(f'GLMix {key}={s[key]!r} is not one of '
-                             f'{choices}')
-    for key in ('num_slots', 'local_dw_ks', 'local_window', 'kmeans_iters'):
-        if type(s[key]) is not int or s[key] < 1:
-            raise ValueError(f'GLMix {key} must be a positive int, got '
-                             f'{s[key]!r}')
-    slots = s['num_slots']
-    if s['slot_init'] == 'ada_avgpool' and math.isqrt(slots)**2 != slots:
-        raise ValueError(f"GLMix slot_init='ada_avgpool' pools to a square "
-                         f'grid: num_slots must be a square, got {slots}')
-    if s['slot_init'] == 'hashing' and slots & (slots - 1):
-        raise ValueError(f"GLMix slot_init='hashing' uses log2(S) hash bits: "
-                         f'num_slots must be a power of two, got {slots}')
-    if s['slot_init'] == 'param' and s['clustering'] == 'kmeans':
-        raise ValueError("GLMix slot_init='param' cannot be learned with "
-                         "clustering='kmeans' (hard assignments pass no "
-                         "gradient to the initial slots); use 'hashing' or "
-                         "'ada_avgpool'")
-    if s['local_dw_ks'] % 2 == 0:
-        raise ValueError(f'GLMix local_dw_ks must be odd, got '
-                         f'{s["local_dw_ks"]}')
-    return s
-
-
 class _Block(nn.Module):
     """Shared parts of every block: position embedding, MLP, layer scales.
 
@@ -265,91 +255,65 @@ class _Block(nn.Module):
     def pos_embed(self, x):
         return x if self.pos_conv is None else residual(x, self.pos_conv(x))
 
+    def mixer_branch(self, x, mixed):
+        """The residual sum of the token mixer's output ``mixed``."""
+        return residual(x, self.drop_path(self.ls1(mixed)))
+
     def mlp_branch(self, x):
         return residual(x, self.drop_path(self.ls2(self.mlp(self.norm2(x)))))
 
 
 class GLMixBlock(_Block):
-    """The GLMix block: a global slot branch and a local conv branch in
-    parallel, followed by a conv MLP.
+    """The GLMix block of the released models: a global slot branch and a
+    local conv branch in parallel, summed, then a conv MLP.
 
-    With the default switches it is the block of the released models. The
-    other values are the paper's ablations; each part a switch removes is
-    never built (its attribute is ``None``):
-
-    * ``branches``: ``'parallel'`` (GLMix), ``'local'`` or ``'global'`` alone,
-      or both in sequence, ``'global->local'`` / ``'local->global'`` (the
-      second branch runs on the output of the first);
-    * ``local_op='wmhsa'``: window self-attention (Swin's W-MSA) over
-      ``local_window`` x ``local_window`` windows instead of the convs;
-    * ``slot_init='hashing'``: the initial slots are the mean normed pixel of
-      each locality-sensitive-hashing bucket;
-    * ``clustering='kmeans'``: ``kmeans_iters`` hard Lloyd steps instead of
-      the soft clustering; every pixel gets back the slot it belongs to.
+    The paper's ablations (other branches, W-MHSA, hashing and k-means,
+    learned slots) are subclasses in :mod:`.glmix_ablations`.
 
     Args:
         dim (int): Channels.
-        num_heads (int): Heads of the slot (and window) self-attention.
-        switches (dict, optional): GLMix switches, any of
-            :data:`GLMIX_SWITCHES` (missing ones take their default, the
-            released block): ``num_slots`` ``S`` (a square with
-            ``'ada_avgpool'``, a power of two with ``'hashing'``);
-            ``slot_init`` (``'ada_avgpool'`` pools each image's block input to
-            ``sqrt(S) x sqrt(S)`` slots, ``'param'`` learns ``S`` shared
-            slots, ``'hashing'`` hashes the normed pixels); ``local_dw_ks``,
-            the kernel of the local depth-wise conv; ``branches`` (one of
-            :data:`BRANCHES`); ``local_op`` (``'dwconv'`` or ``'wmhsa'``) and
-            ``local_window``, the window side of ``'wmhsa'``; ``clustering``
-            (``'soft'`` or ``'kmeans'``) and ``kmeans_iters``, its Lloyd
-            steps.
-        **kwargs: See :class:`_Block` (``mlp_ratio``, ``cpe_ks``, ...).
+        num_heads (int): Heads of the attention among slots.
+        num_slots (int): Slots ``S``, a square: each image's block input is
+            pooled to ``sqrt(S) x sqrt(S)`` initial slots. Defaults to 64.
+        local_dw_ks (int): Kernel of the local depth-wise conv (odd).
+            Defaults to 5.
+        **kwargs: See :class:`_Block` (``mlp_ratio``, ``cpe_ks``,
+            ``mlp_dw``, ``layerscale``, ``drop_path``).
     """
 
-    def __init__(self, dim, num_heads, switches=None, **kwargs):
-        s = check_glmix_switches(**(switches or {}))
+    def __init__(self, dim, num_heads, num_slots=64, local_dw_ks=5,
+                 **kwargs):
         super().__init__(dim, **kwargs)
-        self.slot_init, self.num_slots = s['slot_init'], s['num_slots']
-        self.branches, self.clustering = s['branches'], s['clustering']
-        self.kmeans_iters = s['kmeans_iters']
-        self.pool_size = math.isqrt(self.num_slots)
-        has_global = self.branches != 'local'
-        has_local = self.branches != 'global'
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-
-        # Global branch: initial slots, clustering, slot attention.
-        self.init_slots = None
-        if has_global and self.slot_init == 'param':
-            self.init_slots = nn.Parameter(torch.empty(1, self.num_slots, dim))
-            nn.init.normal_(self.init_slots, std=.02)
-        self.slot_hash = (LSHBuckets(dim, self.num_slots) if has_global
-                          and self.slot_init == 'hashing' else None)
-        self.slot_scale = (nn.Parameter(torch.tensor(dim**-0.5))
-                           if has_global and self.clustering == 'soft'
-                           else None)
-        self.relation_mha = (SelfAttention(dim, num_heads)
-                             if has_global else None)
+        self.norm1 = LayerNorm2d(dim, eps=1e-6)
+        # global branch: pooled slots, soft clustering, MHSA among the slots
+        self.pool_size = math.isqrt(num_slots)
+        self.slot_scale = nn.Parameter(torch.tensor(dim**-0.5))
+        self.relation_mha = SelfAttention(dim, num_heads)
         # Parameter-free hook point: the clustering weights (B, S, H*W) flow
-        # through it, so forward hooks can read them (visualize_slots.py).
-        self.cluster_weights = nn.Identity() if has_global else None
+        # through it, so forward hooks can read them (visualization/slots.py).
+        self.cluster_weights = nn.Identity()
+        # local branch: 1x1, k x k depth-wise, 1x1 convs
+        self.feature_conv = local_convs(dim, local_dw_ks)
 
-        # Local branch: 1x1, k x k depth-wise, 1x1 convs (or window MHSA).
-        self.feature_conv = (local_convs(dim, s['local_dw_ks'])
-                             if has_local and s['local_op'] == 'dwconv'
-                             else None)
-        self.local_attn = (WindowMHSA(dim, num_heads, s['local_window'])
-                           if has_local and s['local_op'] == 'wmhsa'
-                           else None)
+    def forward(self, x):
+        slots = self.initial_slots(x)  # S slots pooled from the block input
+        x = self.pos_embed(x)
+        grid = self.norm1(x)
+        pixels = grid.flatten(2).mT  # B, HW, C: a view of a channels-last map
+        # soft clustering (grid -> slots), with the weights to dispatch back
+        slots, dispatch = self.cluster(slots, pixels)
+        slots = self.relation_mha(slots)  # MHSA among the slots
+        local = self.local_branch(grid)  # light depth-wise convs
+        # dispatching (slots -> grid) and the mix: local + dispatched
+        mixed = mix(local, dispatch, slots, grid)
+        x = self.mixer_branch(x, mixed)  # residual
+        return self.mlp_branch(x)  # the MLP, residual
 
     def initial_slots(self, x):
-        """Slots before clustering, ``(B, S, C)``, from the block input
-        (``None`` where they come later, from the normed grid, or where
-        there is no global branch)."""
-        if self.init_slots is not None:
-            return self.init_slots.expand(x.shape[0], -1, -1)
-        if self.slot_init == 'ada_avgpool' and self.relation_mha is not None:
-            # pooling.py: valid at any input size once exported to ONNX
-            return adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
-        return None
+        """Slots before clustering, ``(B, S, C)``: the block input ``x``
+        average-pooled to ``sqrt(S) x sqrt(S)`` (pooling.py: valid at any
+        input size once exported to ONNX)."""
+        return adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
 
     def assignment_logits(self, slots, pixels):
         """Scaled cosine similarity between slots and pixels, ``(B, S, HW)``.
@@ -365,76 +329,25 @@ class GLMixBlock(_Block):
             slots = self.slot_scale.float() * slots
             return slots @ F.normalize(pixels.float(), dim=-1).mT
 
-    def global_branch(self, slots, x, out=None):
-        """Cluster the grid ``x`` (B, C, H, W) into ``slots``, let the slots
-        attend to each other, and dispatch them back onto the grid.
+    def cluster(self, slots, pixels):
+        """Soft clustering of the grid's ``pixels`` ``(B, HW, C)`` into
+        ``slots`` ``(B, S, C)``.
 
-        The dispatched grid is returned, or ``out +`` it, given ``out`` (a
-        map of ``x``'s shape, such as the local branch's output). A
-        channels-last ``out`` is summed into by the dispatching GEMM itself
-        (the in-place rule of the module docstring); any other layout, out
-        of place."""
-        grid = x.flatten(2).mT  # B, HW, C (a view of a channels-last map)
-        if self.slot_hash is not None:
-            slots = bucket_means(self.slot_hash(grid), grid)
-        if self.clustering == 'kmeans':
-            assign, slots = kmeans(slots, grid, self.kmeans_iters,
-                                   self.cluster_weights)
-            dispatch = assign.mT  # each pixel gets its own slot back
-        else:
-            # float32 logits and softmaxes (see assignment_logits); the
-            # matmuls below take the grid's dtype (a no-op in float32)
-            logits = self.assignment_logits(slots, grid)
-            weights = self.cluster_weights(logits.softmax(dim=-1))
-            slots = weights.to(grid.dtype) @ grid  # cluster: grid -> set
-            dispatch = logits.softmax(dim=1).mT
-        slots = self.relation_mha(slots)
-        # dispatch: set -> grid
-        if IN_PLACE and out is not None and out.is_contiguous(
-                memory_format=torch.channels_last):
-            B, C, H, W = out.shape  # the GEMM writes into ``out`` (a view)
-            tokens = out.permute(0, 2, 3, 1).view(B, H * W, C)
-            dispatch, slots = dispatch.to(out.dtype), slots.to(out.dtype)
-            if torch.jit.is_tracing():
-                # FLOP counters (fvcore, mmengine's FlopAnalyzer behind
-                # the toolboxes' get_flops) trace the model and count
-                # matmul, not baddbmm: the same sum, visible to them.
-                tokens.add_(dispatch @ slots)
-            else:
-                tokens.baddbmm_(dispatch, slots)
-            return out
-        dispatched = (dispatch.to(grid.dtype) @ slots).mT.reshape_as(x)
-        return dispatched if out is None else out + dispatched
+        Returns:
+            tuple[Tensor, Tensor]: The slots, each the mean of the pixels
+            weighted by its softmax over pixels, ``(B, S, C)``, and the
+            dispatching weights, per pixel a softmax over slots,
+            ``(B, HW, S)``; both softmaxes in float32
+            (:meth:`assignment_logits`).
+        """
+        logits = self.assignment_logits(slots, pixels)
+        weights = self.cluster_weights(logits.softmax(dim=-1))
+        slots = weights.to(pixels.dtype) @ pixels
+        return slots, logits.softmax(dim=1).mT
 
-    def local_branch(self, x):
-        """Light convs (or window attention) on the fine grid ``x``."""
-        if self.local_attn is not None:
-            return self.local_attn(x)
-        return self.feature_conv(x)
-
-    def mix(self, x):
-        """The token mixer on the block input ``x``: returns the input after
-        the position embedding and the mixed (global and/or local) map."""
-        slots = self.initial_slots(x)
-        x = self.pos_embed(x)
-        normed = self.norm1(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        if self.branches == 'parallel':  # global added into local's map
-            out = self.global_branch(slots, normed,
-                                     out=self.local_branch(normed))
-        elif self.branches == 'local':
-            out = self.local_branch(normed)
-        elif self.branches == 'global':
-            out = self.global_branch(slots, normed)
-        elif self.branches == 'global->local':
-            out = self.local_branch(self.global_branch(slots, normed))
-        else:  # 'local->global'
-            out = self.global_branch(slots, self.local_branch(normed))
-        return x, out
-
-    def forward(self, x):
-        x, mixed = self.mix(x)
-        x = residual(x, self.drop_path(self.ls1(mixed)))
-        return self.mlp_branch(x)
+    def local_branch(self, grid):
+        """Light convs on the fine grid."""
+        return self.feature_conv(grid)
 
 
 class MHABlock(_Block):
@@ -459,7 +372,7 @@ class MHABlock(_Block):
         tokens = x.flatten(2).mT
         y = self.norm1(tokens)
         y = self.mha_op(y)
-        tokens = residual(tokens, self.drop_path(self.ls1(y)))
+        tokens = self.mixer_branch(tokens, y)
         x = tokens.mT.reshape(B, C, H, W)
         return self.mlp_branch(x)
 

@@ -1,21 +1,42 @@
-"""Parts of the paper's ablations of the GLMix block.
+"""The paper's ablations of the GLMix block, as subclasses of the released
+:class:`~.glmix.GLMixBlock`.
 
-:class:`~.glmix.GLMixBlock` builds these only when one of its ablation
-switches asks for them (the released models use none):
+Each ablation switch of an ``arch`` dict picks one mixin below, which
+replaces one part of the block (its construction and its step of the
+forward); :func:`glmix_block` builds the block of a set of switches, the
+released class itself when none is set. The switches:
 
-* :class:`WindowMHSA`, ``local_op='wmhsa'``: the local branch is window
-  multi-head self-attention (Swin's W-MSA with a relative position bias);
-* :class:`LSHBuckets` and :func:`bucket_means`, ``slot_init='hashing'``: the
-  initial slots are the mean normed pixel of each locality-sensitive-hashing
-  bucket (the signs of ``log2(S)`` fixed random projections of a pixel give
-  its bucket);
-* :func:`kmeans`, ``clustering='kmeans'``: hard clustering by Lloyd steps
-  (assign every pixel to its most cosine-similar slot, average each slot's
-  pixels).
+* ``branches`` (:data:`BRANCHES`): ``'local'`` (:class:`LocalOnly`) or
+  ``'global'`` (:class:`GlobalOnly`) alone, or both in sequence,
+  ``'global->local'`` / ``'local->global'`` (the second branch runs on the
+  output of the first); the released ``'parallel'`` sums them;
+* ``local_op='wmhsa'`` (:class:`WindowLocal`): window self-attention
+  (Swin's W-MSA, :class:`WindowMHSA`) over ``local_window`` x
+  ``local_window`` windows instead of the convs;
+* ``slot_init='param'`` (:class:`ParamSlots`): ``S`` learned slots shared by
+  all images instead of the pooled block input ('static slot
+  initialization'; also the released GLNet-STL-ParamSlot);
+* ``slot_init='hashing'`` (:class:`HashedSlots`): the initial slots are the
+  mean normed pixel of each locality-sensitive-hashing bucket
+  (:class:`LSHBuckets`: the signs of ``log2(S)`` fixed random projections
+  of a pixel give its bucket);
+* ``clustering='kmeans'`` (:class:`KMeansClustering`): ``kmeans_iters``
+  hard Lloyd steps (:func:`kmeans`) instead of the soft clustering; every
+  pixel gets back the slot it belongs to.
+
+Other slot counts and depth-wise kernels are arguments of the released
+block. The switches are validated once, with the rest of the ``arch``
+dict, by :func:`~.glnet.resolve_arch`.
 """
+import functools
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .glmix import (GLMixBlock, LayerNorm2d, SelfAttention, _Block,
+                    local_convs, to_grid)
 
 
 class WindowMHSA(nn.Module):
@@ -125,3 +146,198 @@ def kmeans(slots, grid, iters, weights_hook=None):
             weights = weights_hook(weights)
         slots = weights @ grid
     return assign, slots
+
+
+class GLMixAblation(GLMixBlock):
+    """Base of the ablation blocks: the released block, built from parts
+    that the mixins replace (in the released order, so that the parameter
+    names and the random initialisation stay the released block's).
+
+    Args:
+        dim (int): Channels.
+        num_heads (int): Heads of the slot (and window) self-attention.
+        num_slots (int): Slots ``S``. Defaults to 64.
+        local_dw_ks (int): Kernel of the local depth-wise conv.
+            Defaults to 5.
+        local_window (int): Window side of :class:`WindowLocal`.
+            Defaults to 7.
+        kmeans_iters (int): Lloyd steps of :class:`KMeansClustering`.
+            Defaults to 5.
+        **kwargs: See :class:`~.glmix._Block`.
+    """
+
+    def __init__(self, dim, num_heads, num_slots=64, local_dw_ks=5,
+                 local_window=7, kmeans_iters=5, **kwargs):
+        _Block.__init__(self, dim, **kwargs)
+        self.num_slots, self.local_dw_ks = num_slots, local_dw_ks
+        self.local_window, self.kmeans_iters = local_window, kmeans_iters
+        self.norm1 = LayerNorm2d(dim, eps=1e-6)
+        self.build_global(dim, num_heads)
+        self.build_local(dim, num_heads)
+
+    def build_global(self, dim, num_heads):
+        self.build_slots(dim)
+        self.build_clustering(dim)
+        self.relation_mha = SelfAttention(dim, num_heads)
+        self.cluster_weights = nn.Identity()  # the hook point
+
+    def build_slots(self, dim):
+        self.pool_size = math.isqrt(self.num_slots)
+
+    def build_clustering(self, dim):
+        self.slot_scale = nn.Parameter(torch.tensor(dim**-0.5))
+
+    def build_local(self, dim, num_heads):
+        self.feature_conv = local_convs(dim, self.local_dw_ks)
+
+    def global_branch(self, slots, grid):
+        """Cluster the grid into ``slots``, attention among the slots,
+        dispatch them back: a map of ``grid``'s shape."""
+        slots, dispatch = self.cluster(slots, grid.flatten(2).mT)
+        return to_grid(dispatch, self.relation_mha(slots), grid)
+
+
+class LocalOnly:
+    """``branches='local'``: the local branch alone (no slots)."""
+
+    def build_global(self, dim, num_heads):
+        pass
+
+    def forward(self, x):
+        x = self.pos_embed(x)
+        x = self.mixer_branch(x, self.local_branch(self.norm1(x)))
+        return self.mlp_branch(x)
+
+
+class _BranchOrder:
+    """The two branches combined by :meth:`mix_branches` instead of the
+    parallel sum."""
+
+    def forward(self, x):
+        slots = self.initial_slots(x)
+        x = self.pos_embed(x)
+        x = self.mixer_branch(x, self.mix_branches(slots, self.norm1(x)))
+        return self.mlp_branch(x)
+
+
+class GlobalOnly(_BranchOrder):
+    """``branches='global'``: the global branch alone (no local convs)."""
+
+    def build_local(self, dim, num_heads):
+        pass
+
+    def mix_branches(self, slots, grid):
+        return self.global_branch(slots, grid)
+
+
+class GlobalThenLocal(_BranchOrder):
+    """``branches='global->local'``: the local branch on the global one's
+    output."""
+
+    def mix_branches(self, slots, grid):
+        return self.local_branch(self.global_branch(slots, grid))
+
+
+class LocalThenGlobal(_BranchOrder):
+    """``branches='local->global'``: the global branch on the local one's
+    output."""
+
+    def mix_branches(self, slots, grid):
+        return self.global_branch(slots, self.local_branch(grid))
+
+
+class WindowLocal:
+    """``local_op='wmhsa'``: window self-attention as the local branch."""
+
+    def build_local(self, dim, num_heads):
+        self.local_attn = WindowMHSA(dim, num_heads, self.local_window)
+
+    def local_branch(self, grid):
+        return self.local_attn(grid)
+
+
+class ParamSlots:
+    """``slot_init='param'``: ``S`` learned initial slots, shared by all
+    images (any ``S``)."""
+
+    def build_slots(self, dim):
+        self.init_slots = nn.Parameter(torch.empty(1, self.num_slots, dim))
+        nn.init.normal_(self.init_slots, std=.02)
+
+    def initial_slots(self, x):
+        return self.init_slots.expand(x.shape[0], -1, -1)
+
+
+class HashedSlots:
+    """``slot_init='hashing'``: the initial slots are the bucket means of the
+    normed pixels (``S`` a power of two)."""
+
+    def build_slots(self, dim):
+        self.slot_hash = LSHBuckets(dim, self.num_slots)
+
+    def initial_slots(self, x):
+        return None  # they come from the normed grid, in cluster()
+
+    def cluster(self, slots, pixels):
+        return super().cluster(bucket_means(self.slot_hash(pixels), pixels),
+                               pixels)
+
+
+class KMeansClustering:
+    """``clustering='kmeans'``: hard k-means (no learnable scale); each pixel
+    is dispatched the slot it belongs to."""
+
+    def build_clustering(self, dim):
+        pass
+
+    def cluster(self, slots, pixels):
+        assign, slots = kmeans(slots, pixels, self.kmeans_iters,
+                               self.cluster_weights)
+        return slots, assign.mT
+
+
+# The choices of each ablation switch: the mixin of each value (None: the
+# released block's own part). resolve_arch checks values against these.
+BRANCHES = {'parallel': None, 'local': LocalOnly, 'global': GlobalOnly,
+            'global->local': GlobalThenLocal,
+            'local->global': LocalThenGlobal}
+LOCAL_OPS = {'dwconv': None, 'wmhsa': WindowLocal}
+SLOT_INITS = {'ada_avgpool': None, 'param': ParamSlots,
+              'hashing': HashedSlots}
+CLUSTERINGS = {'soft': None, 'kmeans': KMeansClustering}
+
+
+@functools.lru_cache(maxsize=None)
+def ablation_class(mixins):
+    """The block class of a tuple of mixins, ``GLMixAblation`` under them
+    (one class per combination, registered in this module by its name)."""
+    name = 'GLMix' + ''.join(m.__name__ for m in mixins)
+    cls = type(name, mixins + (GLMixAblation, ), {'__module__': __name__})
+    globals()[name] = cls
+    return cls
+
+
+def glmix_block(dim, num_heads, branches='parallel', local_op='dwconv',
+                slot_init='ada_avgpool', clustering='soft', num_slots=64,
+                local_dw_ks=5, local_window=7, kmeans_iters=5, **kwargs):
+    """The GLMix block of a set of switches (see the module docstring):
+    :class:`~.glmix.GLMixBlock` itself for the released ones.
+
+    Args:
+        dim (int): Channels.
+        num_heads (int): Heads of the slot (and window) self-attention.
+        branches, local_op, slot_init, clustering (str): Keys of
+            :data:`BRANCHES`, :data:`LOCAL_OPS`, :data:`SLOT_INITS`,
+            :data:`CLUSTERINGS`.
+        num_slots, local_dw_ks, local_window, kmeans_iters (int): See
+            :class:`GLMixAblation`.
+        **kwargs: See :class:`~.glmix._Block`.
+    """
+    mixins = tuple(m for m in (BRANCHES[branches], LOCAL_OPS[local_op],
+                               SLOT_INITS[slot_init],
+                               CLUSTERINGS[clustering]) if m is not None)
+    if not mixins:
+        return GLMixBlock(dim, num_heads, num_slots, local_dw_ks, **kwargs)
+    return ablation_class(mixins)(
+        dim, num_heads, num_slots=num_slots, local_dw_ks=local_dw_ks,
+        local_window=local_window, kmeans_iters=kmeans_iters, **kwargs)

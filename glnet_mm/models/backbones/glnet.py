@@ -1,5 +1,6 @@
 """GLNet backbone: GLMix blocks in a four-stage pyramid, every variant as data."""
 import copy
+import math
 from typing import Sequence
 
 import torch
@@ -12,9 +13,15 @@ from mmengine.registry import MODELS
 
 from ...utils.compat import is_exporting
 from .checkpoint_filter import convert_classifier_state_dict, load_pretrained
-from .glmix import (GLMIX_SWITCHES, GLMixBlock, LayerNorm2d, MHABlock,
-                    TransformerBlock, check_glmix_switches)
+from .glmix import LayerNorm2d, MHABlock, TransformerBlock
+from .glmix_ablations import (BRANCHES, CLUSTERINGS, LOCAL_OPS, SLOT_INITS,
+                              glmix_block)
 
+# The arguments of the GLMix block (glmix.GLMixBlock), the paper's ablation
+# switches included (glmix_ablations.glmix_block), and their released values.
+GLMIX_ARGS = dict(num_slots=64, local_dw_ks=5, branches='parallel',
+                  local_op='dwconv', local_window=7, slot_init='ada_avgpool',
+                  clustering='soft', kmeans_iters=5)
 # The switches of the official release, one entry per released model. An
 # ``arch`` dict may name one of these as ``base`` and override any switch.
 ARCH_DEFAULTS = dict(
@@ -26,13 +33,16 @@ ARCH_DEFAULTS = dict(
     head_dim=32,
     downsample_style='non_ovlp',
     transition_layout='norm.proj',
-    # The GLMix block's own switches, the paper's ablations included
-    # (glmix.py): num_slots, slot_init, local_dw_ks, branches, ...
-    **GLMIX_SWITCHES,
+    **GLMIX_ARGS,
 )
-MIXING_MODES = ('glmix', 'mha', 'mha_nchw', 'glmix.mha_nchw')
-DOWNSAMPLE_STYLES = ('non_ovlp', 'ovlp')
-TRANSITION_LAYOUTS = ('norm.proj', 'proj.norm')
+PER_STAGE = ('depths', 'channels', 'mlp_ratios', 'mixing_modes')
+CHOICES = dict(
+    mixing_modes=('glmix', 'mha', 'mha_nchw', 'glmix.mha_nchw'),
+    downsample_style=('non_ovlp', 'ovlp'),
+    transition_layout=('norm.proj', 'proj.norm'),
+    branches=tuple(BRANCHES), local_op=tuple(LOCAL_OPS),
+    slot_init=tuple(SLOT_INITS), clustering=tuple(CLUSTERINGS))
+POSITIVE_INTS = ('num_slots', 'local_dw_ks', 'local_window', 'kmeans_iters')
 _ADVANCED = dict(  # GLNet-4G's additions over the Swin-Tiny layout
     mixing_modes=('glmix', 'glmix', 'glmix.mha_nchw', 'mha_nchw'),
     mlp_ratios=3, cpe_ks=3, mlp_dw=True, downsample_style='ovlp',
@@ -51,19 +61,9 @@ arch_zoo = {
 NORMS = {'BN': nn.BatchNorm2d, 'SyncBN': nn.SyncBatchNorm, 'LN2d': LayerNorm2d}
 
 
-def resolve_arch(arch) -> dict:
-    """Turn a preset name or an ``arch`` dict into the full set of switches,
-    checking every rule (the GLMix block's through
-    :func:`~.glmix.check_glmix_switches`).
-
-    Args:
-        arch (str | dict): A key of :data:`arch_zoo`, or a dict with
-            ``depths`` and ``channels`` (or a ``base`` preset) plus any of the
-            switches in :data:`ARCH_DEFAULTS`.
-
-    Returns:
-        dict: Every switch, with per-stage values expanded to lists of four.
-    """
+def _merge(arch) -> dict:
+    """A preset name or an ``arch`` dict over its ``base`` presets, as one
+    dict of switches (unchecked but for unknown names)."""
     if isinstance(arch, str):
         if arch not in arch_zoo:
             raise ValueError(f'Unknown GLNet arch {arch!r}; choose one of '
@@ -73,24 +73,38 @@ def resolve_arch(arch) -> dict:
         raise TypeError(f'arch must be a str or dict, got {type(arch)}')
     arch = copy.deepcopy(dict(arch))
     base = arch.pop('base', None)
-    spec = resolve_arch(base) if base else dict(ARCH_DEFAULTS)
     unknown = set(arch) - set(ARCH_DEFAULTS) - {'depths', 'channels'}
     if unknown:
         raise ValueError(f'Unknown GLNet arch switches: {sorted(unknown)}')
+    spec = _merge(base) if base else dict(ARCH_DEFAULTS)
     spec.update(arch)
+    return spec
+
+
+def resolve_arch(arch) -> dict:
+    """Turn a preset name or an ``arch`` dict into the full set of switches,
+    checking every rule: the one place where an ``arch`` is validated.
+
+    Args:
+        arch (str | dict): A key of :data:`arch_zoo`, or a dict with
+            ``depths`` and ``channels`` (or a ``base`` preset) plus any of the
+            switches in :data:`ARCH_DEFAULTS`.
+
+    Returns:
+        dict: Every switch, with per-stage values expanded to lists of four.
+    """
+    spec = _merge(arch)
     for key in ('depths', 'channels'):
         if key not in spec:
             raise ValueError(f'GLNet arch needs {key!r} (four values)')
-    for key in ('depths', 'channels', 'mlp_ratios', 'mixing_modes'):
+    for key in PER_STAGE:
         value = spec[key]
         value = list(value) if isinstance(value, (list, tuple)) else [value] * 4
         if len(value) != 4:
             raise ValueError(f'GLNet arch {key!r} needs 4 values, got {value}')
         spec[key] = value
-    for key, choices in (('mixing_modes', MIXING_MODES),
-                         ('downsample_style', DOWNSAMPLE_STYLES),
-                         ('transition_layout', TRANSITION_LAYOUTS)):
-        for value in spec[key] if key == 'mixing_modes' else [spec[key]]:
+    for key, choices in CHOICES.items():
+        for value in spec[key] if key in PER_STAGE else [spec[key]]:
             if value not in choices:
                 raise ValueError(f'GLNet arch {key}: {value!r} is not one of '
                                  f'{choices}')
@@ -102,7 +116,25 @@ def resolve_arch(arch) -> dict:
         if c < 1 or c % spec['head_dim']:
             raise ValueError(f'channels {spec["channels"]} must be positive '
                              f'multiples of head_dim={spec["head_dim"]}')
-    check_glmix_switches(**{k: spec[k] for k in GLMIX_SWITCHES})
+    for key in POSITIVE_INTS:
+        if type(spec[key]) is not int or spec[key] < 1:
+            raise ValueError(f'GLMix {key} must be a positive int, got '
+                             f'{spec[key]!r}')
+    slots, slot_init = spec['num_slots'], spec['slot_init']
+    if slot_init == 'ada_avgpool' and math.isqrt(slots)**2 != slots:
+        raise ValueError(f"GLMix slot_init='ada_avgpool' pools to a square "
+                         f'grid: num_slots must be a square, got {slots}')
+    if slot_init == 'hashing' and slots & (slots - 1):
+        raise ValueError(f"GLMix slot_init='hashing' uses log2(S) hash bits: "
+                         f'num_slots must be a power of two, got {slots}')
+    if slot_init == 'param' and spec['clustering'] == 'kmeans':
+        raise ValueError("GLMix slot_init='param' cannot be learned with "
+                         "clustering='kmeans' (hard assignments pass no "
+                         "gradient to the initial slots); use 'hashing' or "
+                         "'ada_avgpool'")
+    if spec['local_dw_ks'] % 2 == 0:
+        raise ValueError(f'GLMix local_dw_ks must be odd, got '
+                         f'{spec["local_dw_ks"]}')
     return spec
 
 
@@ -280,8 +312,8 @@ class GLNet(BaseModule):
                     layerscale=spec['layerscale'])
         if mode == 'mha_nchw':
             return MHABlock(**common, **conv)
-        switches = {k: spec[k] for k in GLMIX_SWITCHES}
-        return GLMixBlock(**common, **conv, switches=switches)
+        return glmix_block(**common, **conv,
+                           **{k: spec[k] for k in GLMIX_ARGS})
 
     def init_weights(self):
         """Load a pretrained checkpoint (``init_cfg=dict(type='Pretrained',
