@@ -1,28 +1,17 @@
 #!/usr/bin/env bash
-# Apply this project's patches to an unpacked mmcv 2.1.0 source tree, in place.
-# Idempotent (a patched tree stays as it is); used by .dev_scripts/setup_env.sh before
-# every build and by .dev_scripts/make_bundle.sh for the bundled sdist.
-#
-#   bash .dev_scripts/patch_mmcv.sh path/to/mmcv-2.1.0
-#
-# The patches, each small and checked after it is applied:
-#   1. C++20. torch >= 2.14 headers need C++20; mmcv 2.1.0's setup.py
-#      hard-codes ['-std=c++17'] twice: for g++ (CPU ops, the 'cxx' flags) and
-#      for nvcc (CUDA ops, the 'nvcc' flags). Both become ['-std=c++20']
-#      (g++ >= 10 and nvcc >= 12 accept it; older torch builds work with it too).
-#   2. One translation unit for the op front ends. Each of the ~56 files in
-#      mmcv/ops/csrc/pytorch/ other than pybind.cpp only declares an op and
-#      dispatches it to a device kernel, yet each parses torch's headers on
-#      its own (~10 s of g++ apiece: most of the compile). They move to
-#      pytorch/unity/ and one new pytorch/unity.cpp includes them all, so the
-#      headers are parsed once. The kernels (cpu/, cuda/) and pybind.cpp stay
-#      separate files, compiled as before. mmcv's setup.py globs
-#      pytorch/*.cpp, so it picks up unity.cpp and no longer the moved files.
-# Nothing else is needed for CUDA: mmcv#3310/#3319 ("no mmcv._ext" with
-# torch 2.9 and CUDA 12.8/13.0) are builds that ran in pip's isolated build
-# environment, where torch is missing and mmcv's setup.py silently skips its
-# ops; setup_env.sh builds with --no-build-isolation and checks that the wheel
-# holds mmcv/_ext.
+# Patch an unpacked mmcv 2.1.0 source tree in place (idempotent; each patch
+# checked after it is applied): .dev_scripts/mmcv_wheel.py before a build,
+# `nox -s bundle` for the bundled sdist.   bash patch_mmcv.sh MMCV_SOURCE_DIR
+#   1. C++20: torch >= 2.14's headers need it; setup.py hard-codes
+#      ['-std=c++17'] for g++ (CPU ops) and nvcc (CUDA ops). g++ >= 10 and
+#      nvcc >= 12 accept c++20; older torch builds work with it too.
+#   2. One translation unit for the ~56 op front ends of
+#      mmcv/ops/csrc/pytorch/ (each only declares an op and dispatches it,
+#      yet parses torch's headers, ~10 s of g++ apiece): they move to
+#      pytorch/unity/, included by one new pytorch/unity.cpp, which setup.py's
+#      glob picks up. The kernels (cpu/, cuda/) and pybind.cpp stay as they are.
+# Nothing else is needed for CUDA: mmcv#3310/#3319 ("no mmcv._ext" with torch
+# 2.9 and CUDA 12.8/13.0) are isolated builds, where setup.py misses torch.
 set -euo pipefail
 
 src="${1:?usage: patch_mmcv.sh MMCV_SOURCE_DIR}"

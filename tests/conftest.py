@@ -122,7 +122,7 @@ def pytest_configure(config):
 # collection order (``--dist loadfile --no-loadscope-reorder``), starts them
 # at once and the workers end together instead of one finishing a long file
 # alone.
-LONGEST_FILES = ('test_gpu_path.py', 'test_distributed.py', 'test_resume.py',
+LONGEST_FILES = ('test_environment.py', 'test_distributed.py', 'test_resume.py',
                  'test_export_onnx.py', 'test_query_heads_toy.py',
                  'test_classification.py', 'test_detection_toy.py',
                  'test_official_parity.py')

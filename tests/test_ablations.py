@@ -1,6 +1,7 @@
 """The paper's ablation table as configs: parameters and FLOPs of every row,
 and what each switch does to the GLMix block."""
 import os.path as osp
+import pickle
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from mmengine.config import Config
 
 from glnet_mm import GLNet
 from glnet_mm.utils.flops import count_flops, count_params
+from glnet_mm.models.backbones import glmix_ablations
 from glnet_mm.models.backbones.glmix import GLMixBlock, to_grid
 from glnet_mm.models.backbones.glmix_ablations import (
     GLMixAblation, GlobalOnly, HashedSlots, KMeansClustering, LocalOnly,
@@ -169,6 +171,23 @@ def test_released_block_or_ablation_subclass(switches, mixins):
     assert isinstance(block, GLMixAblation)
     assert type(block).__bases__ == mixins + (GLMixAblation, )
     assert type(block) is type(glmix_block(32, 1, **switches))
+
+
+def test_ablation_blocks_pickle(monkeypatch):
+    """An ablation class is built on first use; a pickled block loads where
+    it was not built yet (a fresh process)."""
+    block = glmix_block(32, 1, branches='global->local', local_op='wmhsa',
+                        local_window=3).eval()
+    name = type(block).__name__
+    data = pickle.dumps(block)
+    monkeypatch.delitem(vars(glmix_ablations), name)
+    glmix_ablations.ablation_class.cache_clear()
+    restored = pickle.loads(data)
+    assert type(restored).__name__ == name
+    assert type(restored) is not type(block)  # built again, by its name
+    x = torch.randn(1, 32, 6, 7)
+    with torch.no_grad():
+        assert torch.equal(restored(x), block(x))
 
 
 @pytest.mark.parametrize('switches, absent', [

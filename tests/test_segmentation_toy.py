@@ -156,7 +156,8 @@ def test_toy_training_learns(trained):
 
 
 def test_toy_training_resumes(toy_root, trained):
-    """``--resume``: continues from iter_30 with its optimizer state."""
+    """Resumed through the runner (``resume=True``, what ``--resume``
+    sets): continues from the mim run's iter_30 with its optimizer state."""
     _, work_dir, _, _, _ = trained
     cfg = toy_cfg(toy_root, work_dir, 33)
     cfg.resume = True

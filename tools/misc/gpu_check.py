@@ -1,16 +1,19 @@
-"""The Python steps of ``.dev_scripts/gpu_check.sh``; each also runs alone.
+"""The GPU check's measurements; ``nox -s gpu_check`` (noxfile.py) makes
+the environment on the machine's own torch and runs them in turn (docs/gpu.md);
+each also runs alone:
 
-    python .dev_scripts/gpu_check_steps.py parity --device cuda --out parity.json
-    python .dev_scripts/gpu_check_steps.py seg --device cuda --iters 100 \\
+    python tools/misc/gpu_check.py parity --device cuda --out parity.json
+    python tools/misc/gpu_check.py seg --device cuda --iters 100 \\
         --work DIR --out seg.json
-    python .dev_scripts/gpu_check_steps.py det --device cuda --iters 100 \\
+    python tools/misc/gpu_check.py det --device cuda --iters 100 \\
         --work DIR --out det.json
-    python .dev_scripts/gpu_check_steps.py report --steps steps.jsonl \\
+    python tools/misc/gpu_check.py report --steps steps.jsonl \\
         --out-json results.json --out-md results.md
 
 * ``parity``: GLNet-STL and GLNet-4G (random weights) on ``--device`` against
-  the CPU in fp32, all four outputs (TF32 off); fp16 and bf16 autocast
-  outputs on ``--device``: finite and close to fp32.
+  the CPU in fp32, all four outputs (TF32 off; with ``--device cpu`` there is
+  nothing to compare, and it says so); fp16 and bf16 autocast outputs on
+  ``--device``: finite and close to fp32 on the CPU.
 * ``seg``: the toy UPerNet (configs/segmentation/upernet_glnet-toy_*.py, on
   a generated toy ADE) trained ``--iters`` iterations through mmengine's
   Runner, with ``AmpOptimWrapper`` on CUDA; then the same schedule with the
@@ -19,7 +22,9 @@
 * ``det``: the toy Mask R-CNN (configs/detection/mask-rcnn_glnet-toy_*.py on
   a generated toy COCO), ``--iters`` iterations, AMP on CUDA. Needs mmcv's
   compiled ops (RoIAlign, NMS).
-* ``report``: the JSON and Markdown of a gpu_check.sh run (standard library
+* ``plan``: the steps above with their arguments, as ``nox -s gpu_check``
+  runs them (``--dry-run``: tiny sizes on the CPU, fewer models);
+* ``report``: the JSON and Markdown of a whole check (standard library
   only, so it also runs where the install step failed).
 
 A step exits with status 1 when its check fails (parity beyond tolerance,
@@ -36,7 +41,7 @@ import statistics
 import sys
 import time
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_SEG = osp.join(REPO, 'configs', 'segmentation',
                    'upernet_glnet-toy_1xb8-600iter_toy-ade-128x128.py')
 TOY_DET = osp.join(REPO, 'configs', 'detection',
@@ -85,7 +90,9 @@ def parity(args):
             out = model(x.to(args.device))
         entry = dict(shapes=[list(r.shape) for r in ref],
                      fp32=[rel_err(o.cpu(), r) for o, r in zip(out, ref)])
-        if max(entry['fp32']) > TOLERANCE['fp32']:
+        if device_type == 'cpu':  # the same model on the same device
+            entry['fp32'] = 'not compared: --device is the CPU'
+        elif max(entry['fp32']) > TOLERANCE['fp32']:
             failures.append(f'{arch} fp32 rel. error {max(entry["fp32"]):.3g}')
         for name, dtype in (('fp16', torch.float16), ('bf16', torch.bfloat16)):
             try:
@@ -241,6 +248,69 @@ def det(args):
     return 1 if failures else 0
 
 
+# ------------------------------------------------------------------ plan ---
+def plan(args):
+    """The measurements of a check, in order, for ``nox -s gpu_check`` (which
+    installs first and does mmcv-build itself: no commands): a JSON list of
+    steps, each its commands, the steps it needs and its result files."""
+    py, work, dry = args.python, args.work, args.dry_run
+    bench = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark.py')
+    device, iters = ('cpu', '3') if dry else ('cuda', '100')
+    train = (['--batch', '2', '--num-images', '4', '--workers', '0'] if dry
+             else ['--num-images', '64', '--workers', '4'])
+    sizes = (['--batch', '2', '--size', '64', '--device', 'cpu', '--smoke']
+             if dry else ['--batch', '128', '--device', 'cuda', '--rounds',
+                          '10', '--warmup', '3'])
+    # dry: one GLNet beside each baseline, every kind of model each builds
+    models = ['glnet-stl', 'swin-t', 'convnext-t'] + ([] if dry else [
+        'glnet-4g', 'glnet-stl-local-only'])
+    runs = ([('backbone', 'fp32', ''), ('classifier', 'fp32', '1')] if dry
+            else [(m, p, c) for m in ('backbone', 'classifier')
+                  for p in ('fp32', 'fp16') for c in ('', '1')])
+    out = {n: osp.join(work, f'{n}.json')
+           for n in ('parity', 'seg', 'det', 'det-fps')}
+    files = [osp.join(work, f'bench-{m}-{p}-cl{c or 0}.json')
+             for m, p, c in runs]
+    me = [py, osp.abspath(__file__)]
+    steps = [
+        dict(step='parity', needs=['install'], results=[out['parity']],
+             note=f'GLNet-STL/4G {device} vs CPU fp32; fp16/bf16 autocast',
+             commands=[me + ['parity', '--device', device, '--out',
+                             out['parity']] + (['--batch', '1', '--size', '64']
+                                               if dry else [])]),
+        dict(step='throughput', needs=['install'], results=files,
+             note=f'{len(runs)} runs of benchmark.py: {" ".join(models)}',
+             commands=[[py, bench, m, '--models', *models, '--baseline',
+                        'swin-t', *sizes, '--precision', p, '--out', f] +
+                       (['--channels-last'] if c else [])
+                       for (m, p, c), f in zip(runs, files)]),
+        dict(step='mmcv-build', needs=['install'],
+             note=f'mmcv with {"CPU" if dry else "CUDA"} ops'),
+        dict(step='seg-toy', needs=['mmcv-build'], results=[out['seg']],
+             note=f'toy UPerNet, {iters} iterations',
+             commands=[me + ['seg', '--device', device, '--iters', iters,
+                             *train, '--models', *(['glnet-toy', 'swin-t']
+                                                   if dry else SEG_MODELS),
+                             '--work', osp.join(work, 'seg'), '--out',
+                             out['seg']]]),
+        dict(step='det-toy', needs=['mmcv-build'], results=[out['det']],
+             note=f'toy Mask R-CNN, {iters} iterations',
+             commands=[me + ['det', '--device', device, '--iters', iters,
+                             *train, '--work', osp.join(work, 'det'), '--out',
+                             out['det']]]),
+        dict(step='det-fps', needs=['mmcv-build'], results=[out['det-fps']],
+             note='Mask R-CNN FPS beside Swin-T',
+             commands=[[py, bench, 'detector', '--models', 'glnet-stl', *(
+                 [] if dry else ['glnet-4g']), 'swin-t', '--baseline',
+                 'swin-t', '--precision', 'fp32', '--out', out['det-fps']] + (
+                 ['--batch', '1', '--size', '256', '416', '--device', 'cpu',
+                  '--smoke'] if dry else ['--batch', '1', '--device', 'cuda',
+                                          '--rounds', '20', '--warmup', '5'])]),
+    ]
+    print(json.dumps(steps))
+    return 0
+
+
 # ---------------------------------------------------------------- report ---
 def _flat(record, prefix=''):
     """A record's scalars; lists of numbers as their maximum, nested dicts
@@ -369,6 +439,10 @@ def main(argv=None):
     sub.choices['seg'].add_argument(
         '--models', nargs='+', default=SEG_MODELS, choices=SEG_MODELS,
         help='backbones of the toy UPerNet (default: all)')
+    p = sub.add_parser('plan')
+    p.add_argument('--python', required=True, help='the venv\'s python')
+    p.add_argument('--work', required=True, help='data and result files')
+    p.add_argument('--dry-run', action='store_true')
     p = sub.add_parser('report')
     p.add_argument('--steps', required=True)
     p.add_argument('--out-json', required=True)
@@ -382,7 +456,8 @@ def main(argv=None):
             parser.error('--device cuda: torch sees no CUDA GPU')
         if args.step != 'parity' and args.iters < 1:
             parser.error('--iters must be >= 1')
-    return dict(parity=parity, seg=seg, det=det, report=report)[args.step](
+    return dict(parity=parity, seg=seg, det=det, plan=plan,
+                report=report)[args.step](
         args)
 
 

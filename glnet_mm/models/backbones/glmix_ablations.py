@@ -29,6 +29,7 @@ block. The switches are validated once, with the rest of the ``arch``
 dict, by :func:`~.glnet.resolve_arch`.
 """
 import functools
+import itertools
 import math
 
 import torch
@@ -315,6 +316,17 @@ def ablation_class(mixins):
     cls = type(name, mixins + (GLMixAblation, ), {'__module__': __name__})
     globals()[name] = cls
     return cls
+
+
+def __getattr__(name):
+    """An ablation class by its name, built on first use (so that a pickled
+    model loads in a fresh process)."""
+    for combo in itertools.product(BRANCHES.values(), LOCAL_OPS.values(),
+                                   SLOT_INITS.values(), CLUSTERINGS.values()):
+        mixins = tuple(m for m in combo if m is not None)
+        if mixins and name == 'GLMix' + ''.join(m.__name__ for m in mixins):
+            return ablation_class(mixins)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def glmix_block(dim, num_heads, branches='parallel', local_op='dwconv',
