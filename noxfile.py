@@ -71,13 +71,13 @@ test_model_zoo.py::test_get_model_by_name_converts_an_official_file \
 test_model_zoo.py::test_get_model_from_a_url \
 test_classification.py::test_classifier_forward_and_loss \
 test_classification.py::test_mim_train_and_test_the_toy_classifier'.split()
-STACKS['classic']['checks'] = COMMON_CHECKS + 'test_mmcv_ops.py \
+STACKS['classic']['checks'] = COMMON_CHECKS + 'test_mmcv_ops.py::\
+test_roi_align_and_nms_match_a_reference[cpu] \
 test_registry.py::test_each_registry_builds_glnet[mmdet] \
 test_registry.py::test_each_registry_builds_glnet[mmseg] \
 test_resume.py::test_detection_resumed_by_mim_is_exact \
 test_segmentation_toy.py::test_mim_train \
 test_segmentation_toy.py::test_mim_test_with_overlays'.split()
-# mmcv-lite has no RoI ops, so no mmdet on the newest stack
 STACKS['newest']['checks'] = COMMON_CHECKS + [
     'test_compile.py::test_compiled_matches_eager', '--deselect=tests/'
     'test_checkpoint.py::test_init_cfg_pretrained_through_the_registry']

@@ -113,6 +113,22 @@ def test_with_cp_training_step_smoke(bench):
         rows[1]['images_per_s'] / rows[0]['images_per_s'])
 
 
+def test_without_turns_speed_tricks_off(bench, monkeypatch):
+    """``--without``: the A/B of each speed trick runs the plain code."""
+    from glnet_mm.models.backbones import glmix
+    for owner, name, _ in bench.SPEED_TRICKS.values():  # restored after
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+    x = torch.randn(1, 8, 4, 4).to(memory_format=torch.channels_last)
+    assert glmix.can_add_in_place(x, x + 1) and glmix.can_dispatch_into(x)
+    rows = bench.main(['backbone', '--models', 'glnet-stl', '--size', '64',
+                       '--batch', '1', '--smoke', '--threads', '1',
+                       '--without', *bench.SPEED_TRICKS])
+    assert rows[0]['without'] == ' '.join(bench.SPEED_TRICKS)
+    assert not glmix.can_add_in_place(x, x + 1)
+    assert not glmix.can_dispatch_into(x)
+    assert glmix.GELU.forward is torch.nn.GELU.forward
+
+
 def test_classifier_training_step_bf16_csv(bench, tmp_path):
     needs('mmpretrain')
     out = tmp_path / 'rows.csv'

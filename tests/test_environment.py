@@ -1,17 +1,16 @@
-"""The environments of noxfile.py: the mmcv build's cache on stand-ins, the
-patch on a tree shaped like mmcv 2.1.0's, the stacks' versions as the README
-states them, and the GPU path on this CPU: the offline bundle, and the GPU
-check's dry run installing from it, with no network, on top of a Python
-that has only torch."""
+"""The environments of noxfile.py: mmcv's build cache and patch on
+stand-ins, the stacks as the README states them, the offline bundle, and the
+GPU check's dry run from it, offline, on a Python that has only torch."""
 import importlib.metadata as metadata
-import importlib.util
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from packaging.requirements import Requirement
@@ -35,8 +34,7 @@ class Build(build_py):
         super().run()
         objects = Path('build/objects.o')
         if not objects.exists():
-            with open(os.environ['STANDIN_LOG'], 'a') as f:
-                f.write('compiled\\n')
+            Path(os.environ['STANDIN_LOG']).open('a').write('compiled\\n')
             objects.parent.mkdir(parents=True, exist_ok=True)
             objects.write_text('object code')
         if os.environ.get('STANDIN_FAIL'):
@@ -57,11 +55,7 @@ def run(cmd, timeout=1800, **env):
 
 
 def load_noxfile():
-    spec = importlib.util.spec_from_file_location('noxfile',
-                                                  REPO / 'noxfile.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return SimpleNamespace(**runpy.run_path(str(REPO / 'noxfile.py')))
 
 
 def explain(out):
@@ -85,8 +79,7 @@ def build(tmp_path):
         out = run([sys.executable, DEV / 'mmcv_wheel.py', cache, '--ops', ops,
                    '--sdist', sdist, '--patch', '/dev/null'],
                   STANDIN_LOG=str(log), **env)
-        out.compiles = log.read_text().count('compiled') if log.exists() \
-            else 0
+        out.compiles = log.exists() and log.read_text().count('compiled')
         return out
     ensure.cache = cache
     return ensure
@@ -141,12 +134,11 @@ def test_patch_mmcv_on_a_standin_tree(tmp_path):
 def test_readme_states_the_stacks_as_built():
     """The README's table of stacks: the Python of each nox session, and
     the versions of its constraints file (the one place of them)."""
-    noxfile = load_noxfile()
-    text = (REPO / 'README.md').read_text()
-    rows = {cells[0]: cells for cells in (
-        [c.strip() for c in line.strip('|').split('|')]
-        for line in text.splitlines() if line.startswith('| ')
-        and line.split('|')[1].strip() in noxfile.STACKS)}
+    noxfile, text = load_noxfile(), (REPO / 'README.md').read_text()
+    rows = {c[0]: c for c in ([c.strip() for c in line.split('|')[1:]]
+                              for line in text.splitlines()
+                              if line.startswith('| '))
+            if c[0] in noxfile.STACKS}
     assert set(rows) == set(noxfile.STACKS)
     for name, stack in noxfile.STACKS.items():
         pins = dict(re.findall(r'^([\w.-]+)==(\S+)$', (

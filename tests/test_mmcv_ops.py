@@ -1,7 +1,5 @@
-"""mmcv's compiled ops, as built by the setup (.dev_scripts/mmcv_wheel.py):
-one RoIAlign and one NMS on fixed inputs against an independent
-implementation, torchvision's on the CPU, and against mmcv's own CPU
-kernels on a GPU. What a broken compile gets wrong first."""
+"""mmcv's ops as .dev_scripts/mmcv_wheel.py built them: RoIAlign and NMS
+against torchvision's (CPU) and against mmcv's CPU kernels (GPU)."""
 import pytest
 import torch
 
@@ -10,8 +8,7 @@ torchvision_ops = pytest.importorskip('torchvision.ops')
 
 
 def inputs():
-    """Fixed features, RoIs (fractional corners, one over the whole map),
-    and 300 boxes with scores."""
+    """Features, RoIs (fractional, one the whole map), 300 scored boxes."""
     gen = torch.Generator().manual_seed(0)
     feats = torch.randn(2, 16, 32, 40, generator=gen)
     rois = torch.tensor([[0, 1.3, 2.1, 20.7, 25.2], [1, 0., 0., 39., 31.],
@@ -24,8 +21,6 @@ def inputs():
 
 def mmcv_ops(device):
     feats, rois, boxes, scores = (t.to(device) for t in inputs())
-    # an autograd Function: output size, spatial scale, sampling ratio,
-    # pool mode, aligned
     aligned = ops.roi_align(feats, rois, (7, 7), 0.5, 2, 'avg', True)
     _, keep = ops.nms(boxes, scores, iou_threshold=0.5)
     return aligned.cpu(), keep.cpu()

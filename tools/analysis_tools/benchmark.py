@@ -103,6 +103,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a checkout without installing
 
 from glnet_mm.models import arch_zoo  # noqa: E402
+from glnet_mm.models.backbones import glmix  # noqa: E402
 from glnet_mm.utils.flops import count_flops, count_params  # noqa: E402
 
 MODEL_INDEX = osp.join(REPO, 'model-index.yml')
@@ -114,6 +115,13 @@ ABLATIONS = osp.join(REPO, 'configs', 'classification', 'ablations')
 GLNET = {f'glnet-{key.replace("_", "-")}': key for key in arch_zoo
          if key != 'toy'}
 OTHERS = ('swin-t', 'convnext-t')
+# glmix.py's speed tricks, each turned off as its module docstring says
+# (--without: the A/B of docs/speed.md): (owner, attribute, plain version)
+SPEED_TRICKS = {
+    'inplace-residual': (glmix, 'can_add_in_place', lambda x, branch: False),
+    'inplace-gelu': (glmix.GELU, 'forward', torch.nn.GELU.forward),
+    'dispatch-gemm': (glmix, 'can_dispatch_into', lambda local: False),
+}
 TASKS = ('backbone', 'classifier', 'detector', 'segmentor')
 # mmdet's Swin-T (as in its Swin-T detectors) on stages 1-3, in place of the
 # ResNet-50 of mmdet's DINO-4scale config: the Swin-T baseline of DINO.
@@ -759,6 +767,9 @@ def parse_args(argv=None):
                         help='untimed rounds first (default: 2)')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch CPU threads (0: torch default)')
+    parser.add_argument('--without', nargs='+', default=[],
+                        choices=tuple(SPEED_TRICKS), help="turn off GLMix's "
+                        'speed tricks (an A/B: the same numbers, slower?)')
     parser.add_argument('--smoke', action='store_true',
                         help='one round, no warm-up: does it run?')
     parser.add_argument('--out', help='write the rows to this .json/.csv')
@@ -810,6 +821,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    for trick in args.without:
+        owner, name, plain = SPEED_TRICKS[trick]
+        setattr(owner, name, plain)
     settings = dict(device=args.device, precision=args.precision,
                     batch=args.batch, size=args.size,
                     channels_last=args.channels_last, compile=args.compile,
@@ -825,7 +839,7 @@ def main(argv=None):
             size=f'{args.size[0]}x{args.size[1]}', batch=args.batch,
             precision=args.precision, channels_last=args.channels_last,
             compile=args.compile, with_cp=args.with_cp,
-            params_m=count_params(getattr(model, 'backbone', model)) / 1e6)
+            without=' '.join(args.without), params_m=count_params(getattr(model, 'backbone', model)) / 1e6)
         if flops:
             try:
                 row['gflops_per_image'] = gflops_per_image(
@@ -867,7 +881,9 @@ def main(argv=None):
           f'batch {args.batch}, {args.precision}'
           f'{", channels_last" if args.channels_last else ""}'
           f'{", compiled" if args.compile else ""}'
-          f'{", with_cp" if args.with_cp else ""}; {meta["machine"]}; '
+          f'{", with_cp" if args.with_cp else ""}'
+          f'{", without " + " ".join(args.without) if args.without else ""}'
+          f'; {meta["machine"]}; '
           f'median (best) of {args.rounds} interleaved rounds'
           + (f'; ratios vs {args.baseline}' if args.baseline else '')
           + gemm_note + '\n')
