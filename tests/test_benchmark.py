@@ -113,20 +113,29 @@ def test_with_cp_training_step_smoke(bench):
         rows[1]['images_per_s'] / rows[0]['images_per_s'])
 
 
-def test_without_turns_speed_tricks_off(bench, monkeypatch):
-    """``--without``: the A/B of each speed trick runs the plain code."""
+def test_without_runs_each_trick_off_in_the_same_rounds(bench, monkeypatch):
+    """``--without``: a GLNet model also runs with each speed trick turned
+    off (its plain version called) while that row runs, and only then."""
     from glnet_mm.models.backbones import glmix
-    for owner, name, _ in bench.SPEED_TRICKS.values():  # restored after
-        monkeypatch.setattr(owner, name, getattr(owner, name))
-    x = torch.randn(1, 8, 4, 4).to(memory_format=torch.channels_last)
-    assert glmix.can_add_in_place(x, x + 1) and glmix.can_dispatch_into(x)
-    rows = bench.main(['backbone', '--models', 'glnet-stl', '--size', '64',
-                       '--batch', '1', '--smoke', '--threads', '1',
-                       '--without', *bench.SPEED_TRICKS])
-    assert rows[0]['without'] == ' '.join(bench.SPEED_TRICKS)
-    assert not glmix.can_add_in_place(x, x + 1)
-    assert not glmix.can_dispatch_into(x)
-    assert glmix.GELU.forward is torch.nn.GELU.forward
+    called, fast = [], glmix.can_add_in_place
+
+    def plain(x, branch):
+        called.append(glmix.can_add_in_place is plain)
+        return False
+    monkeypatch.setitem(bench.SPEED_TRICKS, 'inplace-residual',
+                        (glmix, 'can_add_in_place', plain))
+    rows = bench.main(['backbone', '--models', 'swin-t', 'glnet-stl',
+                       '--size', '64', '--batch', '1', '--smoke',
+                       '--threads', '1', '--without', 'inplace-residual',
+                       'inplace-gelu'])
+    assert [r['model'] for r in rows] == [
+        'swin-t', 'glnet-stl', 'glnet-stl without inplace-residual',
+        'glnet-stl without inplace-gelu']
+    assert called and all(called)  # 1 round: one call of the plain row
+    assert glmix.can_add_in_place is fast  # restored after each call
+    assert glmix.GELU.forward is not torch.nn.GELU.forward
+    assert rows[2]['gflops_per_image'] == rows[1]['gflops_per_image']
+    assert rows[2]['images_per_s_vs_baseline'] > 0  # ratios to swin-t too
 
 
 def test_classifier_training_step_bf16_csv(bench, tmp_path):

@@ -1,7 +1,7 @@
 """The fast paths compute what the plain PyTorch layers compute.
 
-Fused self-attention, in-place GELU and residual sums, the fused dispatch
-GEMM, channels-last maps and the pooling: each against its reference, with
+Fused self-attention, in-place GELU and residual sums, channels-last maps
+and the pooling: each against its reference, with
 and without autograd; every model the same with the speed tricks on and off
 (glmix.py's module docstring: how to turn each off).
 """
@@ -16,7 +16,7 @@ from glnet_mm import GLNet
 from glnet_mm.utils.compat import NEEDS, torch_at_least
 from glnet_mm.models.backbones import glmix
 from glnet_mm.models.backbones.glmix import (GELU, GLMixBlock, SelfAttention,
-                                             mix, residual, to_grid)
+                                             residual)
 from glnet_mm.models.utils.pooling import adaptive_avg_pool2d, running_sum_pool2d
 
 
@@ -73,31 +73,6 @@ def test_residual_sums_in_place_only_when_the_result_is_the_same():
     fresh = branch.clone()  # same dtype and shape: written in place
     assert residual(x, fresh) is fresh
     torch.testing.assert_close(fresh, expected, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize('grad', [False, True])
-def test_mix_dispatches_into_a_channels_last_local_map(grad):
-    """The fused dispatch GEMM (baddbmm_) writes ``local + dispatched`` into
-    a channels-last ``local``; any other layout is summed out of place. Same
-    values and gradients either way."""
-    torch.manual_seed(0)
-    grid = torch.randn(2, 16, 5, 7)
-    dispatch = torch.randn(2, 35, 9).softmax(-1)
-    slots = torch.randn(2, 9, 16, requires_grad=grad)
-    expected = grid + to_grid(dispatch, slots, grid)
-    for channels_last in (True, False):
-        local = grid.clone()
-        if channels_last:
-            local = local.contiguous(memory_format=torch.channels_last)
-        with torch.set_grad_enabled(grad):
-            out = mix(local, dispatch, slots, grid)
-        assert (out is local) == channels_last
-        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
-        if grad:
-            got, = torch.autograd.grad(out.square().sum(), slots)
-            ref, = torch.autograd.grad(expected.square().sum(), slots,
-                                       retain_graph=True)
-            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('size', [(56, 56), (14, 14), (7, 9), (1, 1),
@@ -173,7 +148,6 @@ def tricks_off(monkeypatch):
     docstring): each operation computed out of place."""
     monkeypatch.setattr(glmix, 'can_add_in_place', lambda x, branch: False)
     monkeypatch.setattr(glmix.GELU, 'forward', nn.GELU.forward)
-    monkeypatch.setattr(glmix, 'can_dispatch_into', lambda local: False)
 
 
 def _forward_and_grads(model, x, grad):
@@ -195,25 +169,19 @@ def _kind(block):
 
 @pytest.mark.parametrize('grad', [False, True])
 def test_speed_tricks_change_nothing(grad, monkeypatch):
-    """The rule of glmix's in-place speed tricks (residual sums, GELU, the
-    dispatch GEMM) holds wherever they are used: every block kind and
-    ablation computes the same with them as with every trick off, values and
-    gradients, and each trick did write in place in every block kind that
-    uses it. (A dispatch that wrote into the wrong map once lost the global
-    branch.)"""
-    in_place_sums, gelu_in_place, dispatched = set(), set(), []
+    """The rule of glmix's in-place speed tricks (residual sums, GELU)
+    holds wherever they are used: every block kind and ablation computes the
+    same with them as with every trick off, values and gradients, and each
+    trick did write in place in every block kind that uses it."""
+    in_place_sums, gelu_in_place = set(), set()
     current = [None]  # the kind of the block running
-    can_add, can_dispatch = glmix.can_add_in_place, glmix.can_dispatch_into
+    can_add = glmix.can_add_in_place
 
     def recording_can_add(x, branch):
         ok = can_add(x, branch)
         if ok:
             in_place_sums.add(current[0])
         return ok
-
-    def recording_can_dispatch(local):
-        dispatched.append(can_dispatch(local))
-        return dispatched[-1]
 
     def record_gelu(module, args, out, kind):
         if out.data_ptr() == args[0].data_ptr():
@@ -235,7 +203,6 @@ def test_speed_tricks_change_nothing(grad, monkeypatch):
                             record_gelu, kind=_kind(block)))
         with monkeypatch.context() as patch:
             patch.setattr(glmix, 'can_add_in_place', recording_can_add)
-            patch.setattr(glmix, 'can_dispatch_into', recording_can_dispatch)
             fast = _forward_and_grads(model, x, grad)
         model.zero_grad(set_to_none=True)
         with monkeypatch.context() as patch:
@@ -250,4 +217,3 @@ def test_speed_tricks_change_nothing(grad, monkeypatch):
     assert in_place_sums == kinds, in_place_sums
     # GELU writes in place only without autograd
     assert gelu_in_place == (set() if grad else kinds), gelu_in_place
-    assert any(dispatched) and not all(dispatched)  # into local's map or not

@@ -39,6 +39,12 @@ GEMM rate). FLOPs are the forward's in both modes: a training step does about
 3x (and one more forward with ``--with-cp``), so in ``--mode train`` the two
 figures are the forward's share.
 
+``--without TRICK ...`` is the A/B of GLMix's speed tricks (docs/speed.md):
+each GLNet model also runs as a row ``MODEL without TRICK``, the same model
+with that trick's plain version swapped in while its call runs, in the same
+interleaved rounds (``SPEED_TRICKS``: ``inplace-residual``,
+``inplace-gelu``).
+
 ``--with-cp`` builds the backbones with activation checkpointing
 (``with_cp=True``; detector/segmentor configs: ``model.backbone.with_cp``),
 for ``--mode train`` and ``--memory``; rows record it. ``--pareto PATH``
@@ -116,11 +122,10 @@ GLNET = {f'glnet-{key.replace("_", "-")}': key for key in arch_zoo
          if key != 'toy'}
 OTHERS = ('swin-t', 'convnext-t')
 # glmix.py's speed tricks, each turned off as its module docstring says
-# (--without: the A/B of docs/speed.md): (owner, attribute, plain version)
+# (--without, the A/B of docs/speed.md): owner, attribute, plain version
 SPEED_TRICKS = {
     'inplace-residual': (glmix, 'can_add_in_place', lambda x, branch: False),
     'inplace-gelu': (glmix.GELU, 'forward', torch.nn.GELU.forward),
-    'dispatch-gemm': (glmix, 'can_dispatch_into', lambda local: False),
 }
 TASKS = ('backbone', 'classifier', 'detector', 'segmentor')
 # mmdet's Swin-T (as in its Swin-T detectors) on stages 1-3, in place of the
@@ -223,6 +228,20 @@ def time_interleaved(calls, rounds, warmup, device):
     return times
 
 
+def without(trick, call):
+    """``call`` with GLMix's speed ``trick`` turned off while it runs."""
+    owner, name, plain = SPEED_TRICKS[trick]
+
+    def plain_call():
+        fast = getattr(owner, name)
+        setattr(owner, name, plain)
+        try:
+            return call()
+        finally:
+            setattr(owner, name, fast)
+    return plain_call
+
+
 def gemm_call(device, precision, n=GEMM_N):
     """A function that runs one ``n`` x ``n`` x ``n`` matmul on ``device`` in
     the dtype of ``precision`` (fp32 for ``'fp32'``), for
@@ -321,7 +340,7 @@ def add_ratios(rows, baseline, keys):
     :data:`FIGURES` and the ratios)."""
     def settings(row):
         return tuple((k, v) for k, v in row.items()
-                     if k not in keys and k not in FIGURES
+                     if k not in keys and k not in FIGURES and k != 'without'
                      and not k.endswith('_vs_baseline'))
 
     bases = {settings(r): r for r in rows if r['model'] == baseline}
@@ -768,8 +787,9 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=0,
                         help='torch CPU threads (0: torch default)')
     parser.add_argument('--without', nargs='+', default=[],
-                        choices=tuple(SPEED_TRICKS), help="turn off GLMix's "
-                        'speed tricks (an A/B: the same numbers, slower?)')
+                        choices=tuple(SPEED_TRICKS), help='A/B: each GLNet '
+                        'model also runs without each of these speed tricks, '
+                        'in the same rounds')
     parser.add_argument('--smoke', action='store_true',
                         help='one round, no warm-up: does it run?')
     parser.add_argument('--out', help='write the rows to this .json/.csv')
@@ -821,9 +841,6 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    for trick in args.without:
-        owner, name, plain = SPEED_TRICKS[trick]
-        setattr(owner, name, plain)
     settings = dict(device=args.device, precision=args.precision,
                     batch=args.batch, size=args.size,
                     channels_last=args.channels_last, compile=args.compile,
@@ -838,8 +855,8 @@ def main(argv=None):
             model=name, task=args.task, head=args.head, mode=args.mode,
             size=f'{args.size[0]}x{args.size[1]}', batch=args.batch,
             precision=args.precision, channels_last=args.channels_last,
-            compile=args.compile, with_cp=args.with_cp,
-            without=' '.join(args.without), params_m=count_params(getattr(model, 'backbone', model)) / 1e6)
+            compile=args.compile, with_cp=args.with_cp, without=None,
+            params_m=count_params(getattr(model, 'backbone', model)) / 1e6)
         if flops:
             try:
                 row['gflops_per_image'] = gflops_per_image(
@@ -850,6 +867,10 @@ def main(argv=None):
         rows.append(row)
         calls[name] = make_call(args.task, model, make, settings,
                                 train=args.mode == 'train')
+        for trick in args.without if name not in OTHERS else ():
+            rows.append(dict(row, model=f'{name} without {trick}',
+                             without=trick))
+            calls[rows[-1]['model']] = without(trick, calls[name])
     gemm = ('gemm', GEMM_N)  # a key no model name can take
     if flops:
         calls[gemm] = gemm_call(args.device, args.precision)
@@ -861,7 +882,7 @@ def main(argv=None):
         if 'gflops_per_image' in row:
             row['gflop_s'] = row['gflops_per_image'] * row['images_per_s']
             row['gemm_fraction'] = row['gflop_s'] / gemm_rate
-        if args.memory:
+        if args.memory and not row['without']:
             row['train_mem_gib'] = isolated(
                 train_memory, args.task, args.models[row['model']],
                 settings)
@@ -882,7 +903,6 @@ def main(argv=None):
           f'{", channels_last" if args.channels_last else ""}'
           f'{", compiled" if args.compile else ""}'
           f'{", with_cp" if args.with_cp else ""}'
-          f'{", without " + " ".join(args.without) if args.without else ""}'
           f'; {meta["machine"]}; '
           f'median (best) of {args.rounds} interleaved rounds'
           + (f'; ratios vs {args.baseline}' if args.baseline else '')

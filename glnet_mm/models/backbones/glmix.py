@@ -25,11 +25,10 @@ of either). To turn one off (``tests/test_fast_paths.py`` compares every
 model with and without them), replace its function:
 
 1. in-place residual sums: :func:`can_add_in_place` returning False;
-2. in-place GELU without autograd: ``GELU.forward = nn.GELU.forward``;
-3. the fused dispatch GEMM (``baddbmm_`` into the channels-last local map):
-   :func:`can_dispatch_into` returning False;
-4. the plain matmul while ``torch.jit`` traces (FLOP counters count matmul,
-   not baddbmm) is the last condition of :func:`can_dispatch_into`.
+2. in-place GELU without autograd: ``GELU.forward = nn.GELU.forward``.
+
+Each stays because an A/B of the whole backbone showed it worth at least 3%
+of inference or training time (docs/speed.md, ``benchmark.py --without``).
 """
 import math
 
@@ -117,26 +116,6 @@ class GELU(nn.GELU):
         return torch.ops.aten.gelu_(x, approximate=self.approximate)
 
 
-def can_dispatch_into(local):
-    """Speed trick 3: may :func:`mix` dispatch by one GEMM summing into the
-    local branch's map (:func:`dispatch_into`)? Where that map is
-    channels-last, so that its token view ``(B, HW, C)`` is a view."""
-    return (local.is_contiguous(memory_format=torch.channels_last)
-            # Speed trick 4: FLOP counters (fvcore, mmengine's FlopAnalyzer
-            # behind the toolboxes' get_flops) trace the model and count
-            # matmul, not baddbmm: traced, the plain matmul is used.
-            and not torch.jit.is_tracing())
-
-
-def dispatch_into(local, dispatch, slots):
-    """``local += dispatch @ slots`` by one ``baddbmm_`` writing into the
-    channels-last ``local`` (B, C, H, W) through its token view."""
-    B, C, H, W = local.shape
-    tokens = local.permute(0, 2, 3, 1).view(B, H * W, C)
-    tokens.baddbmm_(dispatch.to(local.dtype), slots.to(local.dtype))
-    return local
-
-
 # --------------------------------------------------------------------------
 
 
@@ -156,9 +135,7 @@ def to_grid(dispatch, slots, grid):
 
 def mix(local, dispatch, slots, grid):
     """GLMix's mix: the local branch's map plus the slots dispatched onto
-    the grid (fused into one GEMM where :func:`can_dispatch_into`)."""
-    if can_dispatch_into(local):
-        return dispatch_into(local, dispatch, slots)
+    the grid."""
     return local + to_grid(dispatch, slots, grid)
 
 
