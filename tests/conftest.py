@@ -70,14 +70,14 @@ def arch_from_official(config):
 # glnet_mm needs only torch and mmengine; the toolboxes and the tests' extras
 # are optional. A test (or test file) that needs one says so with needs()
 # below: `pytest tests` runs in a user's environment that has only some
-# toolboxes, and in the newest stack (.dev_scripts/stacks.py), which has
+# toolboxes, and in the newest stack (noxfile.py), which has
 # mmcv-lite and mmpretrain only. Any other ModuleNotFoundError is a failure.
 
 
 def _skips_allowed():
     """False under CI on the development stack (CI=true, no GLNET_MM_STACK),
     where everything is installed: nothing that runs there may become a
-    skip. (A stack's checks fail on any skip: stacks.py.)"""
+    skip. (A stack's checks fail on any skip: noxfile.py.)"""
     return not (os.environ.get('CI') == 'true'
                 and not os.environ.get('GLNET_MM_STACK'))
 

@@ -129,7 +129,7 @@ def stack_outputs(tmp_path_factory):
 
 @pytest.mark.parametrize('variant', GOLDEN)
 def test_outputs_match_the_development_stack(variant, stack_outputs):
-    """The stacks' checks (.dev_scripts/stacks.py) give the development
+    """The stacks' checks (noxfile.py) give the development
     stack's python (GLNET_MM_REFERENCE_PYTHON): its outputs of the golden
     model match the authors' golden outputs, and this stack's outputs match
     its outputs, at 224x224 and at a size that is no multiple of the
