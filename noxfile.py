@@ -384,7 +384,7 @@ def bundle(session):
     python = str(ROOT / '.venv' / 'bin' / 'python')  # its pip downloads
     work = Path(tempfile.mkdtemp())
     # 1. mmcv's sdist, patched and re-packed
-    shutil.unpack_archive(mmcv_sdist(session, python, work), work)
+    shutil.unpack_archive(mmcv_sdist(session, python, CACHE), work)
     session.run('bash', str(ROOT / '.dev_scripts' / 'patch_mmcv.sh'),
                 str(work / f'mmcv-{MMCV}'), external=True)
     session.run('tar', 'czf', str(out / f'mmcv-{MMCV}.tar.gz'), '-C',

@@ -308,11 +308,15 @@ SLOT_INITS = {'ada_avgpool': None, 'param': ParamSlots,
 CLUSTERINGS = {'soft': None, 'kmeans': KMeansClustering}
 
 
+def class_name(mixins):
+    return 'GLMix' + ''.join(m.__name__ for m in mixins)
+
+
 @functools.lru_cache(maxsize=None)
 def ablation_class(mixins):
     """The block class of a tuple of mixins, ``GLMixAblation`` under them
     (one class per combination, registered in this module by its name)."""
-    name = 'GLMix' + ''.join(m.__name__ for m in mixins)
+    name = class_name(mixins)
     cls = type(name, mixins + (GLMixAblation, ), {'__module__': __name__})
     globals()[name] = cls
     return cls
@@ -324,7 +328,7 @@ def __getattr__(name):
     for combo in itertools.product(BRANCHES.values(), LOCAL_OPS.values(),
                                    SLOT_INITS.values(), CLUSTERINGS.values()):
         mixins = tuple(m for m in combo if m is not None)
-        if mixins and name == 'GLMix' + ''.join(m.__name__ for m in mixins):
+        if mixins and name == class_name(mixins):
             return ablation_class(mixins)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
