@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get('GLNET_MM_CACHE',
                             Path.home() / '.cache' / 'glnet_mm'))
 MMCV = '2.1.0'
+VENV = Path(os.environ.get('GLNET_MM_VENV', ROOT / '.venv'))  # setup's
 # uv: beside nox, else on PATH
 UV = next((str(p) for p in [Path(sys.executable).with_name('uv')]
            if p.exists()), 'uv')
@@ -294,12 +295,11 @@ def setup(session):
     bundle = args[args.index('--offline') + 1] if '--offline' in args \
         else None
     own_torch = bool(bundle) or '--system-torch' in args
-    venv = Path(os.environ.get('GLNET_MM_VENV', ROOT / '.venv'))
-    python = str(venv / 'bin' / 'python')
+    python = str(VENV / 'bin' / 'python')
     if not Path(python).exists():
         base = os.environ.get('PYTHON', 'python3') if own_torch else \
             find_python(STACKS['current']['python'])
-        python = new_venv(session, venv, shutil.which(base) or base,
+        python = new_venv(session, VENV, shutil.which(base) or base,
                           own_torch)
     fill(session, python, 'current', own_torch,
          bundle and str(Path(bundle).resolve()))
@@ -325,7 +325,7 @@ def check_stack(session, stack):
                 '-ra', f'--junitxml={junit}', *STACKS[stack]['checks'],
                 *session.posargs, external=True, env=dict(
                     GLNET_MM_STACK=stack, PYTHONHASHSEED='0',
-                    GLNET_MM_REFERENCE_PYTHON=str(ROOT / '.venv/bin/python')))
+                    GLNET_MM_REFERENCE_PYTHON=str(VENV / 'bin' / 'python')))
     suite = ElementTree.parse(junit).getroot()
     suite = suite if suite.tag == 'testsuite' else suite[0]
     tests, skipped = int(suite.get('tests')), int(suite.get('skipped'))
@@ -381,7 +381,7 @@ def bundle(session):
             for line in Path(args.have).read_text().split('\n')
             if line.strip()[:1].isalnum()} - {'pip', 'setuptools'} \
         if args.have else set()
-    python = str(ROOT / '.venv' / 'bin' / 'python')  # its pip downloads
+    python = str(VENV / 'bin' / 'python')  # its pip downloads
     work = Path(tempfile.mkdtemp())
     # 1. mmcv's sdist, patched and re-packed
     shutil.unpack_archive(mmcv_sdist(session, python, CACHE), work)
