@@ -6,8 +6,7 @@ package names: pyproject.toml's extras. By hand, as no library does it: mmcv
 2.1.0 compiled once per torch, Python, machine and ops, cached in
 $GLNET_MM_CACHE (.dev_scripts/mmcv_wheel.py); pip's index settings passed to
 uv; the machine's own torch kept by a venv's pip (uv ignores a venv's system
-packages, uv#7358).
-"""
+packages, uv#7358)."""
 import glob
 import json
 import os
@@ -146,10 +145,11 @@ def constraints(stack, own_torch, folder):
 
 
 def install(session, python, stack, *args, own_torch=False):
-    """Install into ``python``'s venv under the stack's constraints: with
-    uv, or with the venv's pip where the machine's torch must count."""
+    """Install into ``python``'s venv under the stack's constraints: with uv
+    (compiling bytecode as pip does: processes then start without compiling
+    their imports), or with the venv's pip where the machine's torch counts."""
     cmd = [python, '-m', 'pip', 'install', '-q'] if own_torch else [
-        UV, 'pip', 'install', '-q', '--python', python]
+        UV, 'pip', 'install', '-q', '--compile-bytecode', '--python', python]
     session.run(*cmd, '-c', constraints(stack, own_torch,
                                         Path(python).parent.parent),
                 *args, external=True, env={} if own_torch else uv_env())
