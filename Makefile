@@ -30,10 +30,13 @@ demo: setup
 	bash tools/misc/toy_run.sh detection
 
 test: setup
-	.venv/bin/python -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	.venv/bin/python -m pytest tests -m 'not stacks' -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
+# the classic and newest stacks' checks in their venvs, then the tests that
+# build an environment of their own (the bundle, the GPU check's dry run)
 test-stacks: setup
 	$(NOX) -s classic newest
+	.venv/bin/python -m pytest tests -m stacks -q -ra $(PYTEST_ARGS)
 
 bundle: setup
 	$(NOX) -s bundle -- $(BUNDLE) $(BUNDLE_ARGS)

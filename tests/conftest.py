@@ -116,16 +116,17 @@ def pytest_configure(config):
         torch.set_num_threads(int(threads))
 
 
-# The test files that take longest (a minute or more of one core each on a
+# The test files that take longest (20 s to 90 s of one core each on a
 # 2-core machine), longest first. They are collected first, so that
 # pytest-xdist, which hands each worker a whole file at a time in
 # collection order (``--dist loadfile --no-loadscope-reorder``), starts them
 # at once and the workers end together instead of one finishing a long file
 # alone.
-LONGEST_FILES = ('test_environment.py', 'test_distributed.py', 'test_resume.py',
-                 'test_export_onnx.py', 'test_query_heads_toy.py',
-                 'test_classification.py', 'test_detection_toy.py',
-                 'test_official_parity.py')
+LONGEST_FILES = ('test_resume.py', 'test_distributed.py',
+                 'test_query_heads_toy.py', 'test_export_onnx.py',
+                 'test_compile.py', 'test_segmentation_toy.py',
+                 'test_detection_configs.py', 'test_classification.py',
+                 'test_ddp_variants.py', 'test_benchmark.py')
 
 
 def pytest_collection_modifyitems(items):

@@ -1,6 +1,8 @@
 """The environments of noxfile.py: mmcv's build cache and patch on
 stand-ins, the stacks as the README states them, the offline bundle, and the
-GPU check's dry run from it, offline, on a Python that has only torch."""
+GPU check's dry run from it, offline, on a Python that has only torch. The
+last two build environments of their own (``stacks`` marker): they run with
+the stacks' checks in ``make test-stacks``, not in ``make test``."""
 import importlib.metadata as metadata
 import json
 import os
@@ -199,6 +201,7 @@ def bundle(tmp_path_factory):
     return out
 
 
+@pytest.mark.stacks
 def test_bundle_holds_the_stack_without_torch(bundle):
     lock = (bundle / 'requirements.txt').read_text()
     names = {line.split('==')[0].lower() for line in lock.split()
@@ -215,6 +218,7 @@ def test_bundle_holds_the_stack_without_torch(bundle):
         refused.stderr  # nothing is overwritten
 
 
+@pytest.mark.stacks
 def test_gpu_check_dry_run_offline_on_a_torch_only_python(
         bundle, torch_python, tmp_path):
     out_dir, work = tmp_path / 'report', tmp_path / 'work'
