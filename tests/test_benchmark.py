@@ -113,6 +113,21 @@ def test_with_cp_training_step_smoke(bench):
         rows[1]['images_per_s'] / rows[0]['images_per_s'])
 
 
+def test_memory_of_a_step_with_and_without_the_lean_backward(bench):
+    """``--memory`` measures each row in a fresh process, ``without`` rows
+    with their trick off: GLNet-STL's training step adds less memory with
+    the lean backward (glmix.py's memory tricks) than without."""
+    rows = bench.main(['backbone', '--models', 'glnet-stl', '--size', '320',
+                       '--batch', '1', '--smoke', '--mode', 'train',
+                       '--memory', '--threads', '1', '--without',
+                       'lean-backward'])
+    lean, plain = rows
+    assert plain['model'] == 'glnet-stl without lean-backward'
+    print('a step adds', lean['step_mem_gib'], plain['step_mem_gib'])
+    assert 0 < lean['step_mem_gib'] < 0.95 * plain['step_mem_gib']
+    assert lean['step_mem_gib'] < lean['train_mem_gib']
+
+
 def test_without_runs_each_trick_off_in_the_same_rounds(bench, monkeypatch):
     """``--without``: a GLNet model also runs with each speed trick turned
     off (its plain version called) while that row runs, and only then."""
@@ -244,3 +259,26 @@ def test_model_names_come_from_the_arch_table_and_the_model_index(bench):
     assert len(ablations) > 10 and set(ablations) <= set(names)
     local = bench._backbone_cfg('glnet-stl-local-only', classifier=False)
     assert local['arch']['branches'] == 'local'
+
+
+def test_memory_account_per_part(monkeypatch, capsys):
+    """tools/analysis_tools/memory_account.py: what a training forward keeps
+    for backward, per part of the blocks, as a Markdown table; less with the
+    lean backward than without (``--without lean-backward``, the plain
+    graph), the MLP's share above all; a non-GLNet model is refused."""
+    from conftest import load_tool
+    from glnet_mm.models.backbones import glmix
+    tool = load_tool('analysis_tools/memory_account')
+    monkeypatch.setattr(glmix, 'lean_backward', glmix.lean_backward)
+    lean = tool.main(['glnet-toy', '--size', '96', '80'])
+    plain = tool.main(['glnet-toy', '--size', '96', '80', '--without',
+                       'lean-backward'])  # the tool's own switch
+    assert {'MLP', 'global branch', 'local branch', 'norms'} <= set(lean)
+    assert sum(lean.values()) < 0.8 * sum(plain.values())
+    assert lean['MLP'] < 0.7 * plain['MLP']
+    assert lean['local branch'] == plain['local branch']  # not recomputed
+    table = capsys.readouterr().out
+    assert '| MLP |' in table and 'without lean-backward' in table
+    with pytest.raises(SystemExit):
+        tool.main(['swin-t'])
+    assert 'a GLNet preset' in capsys.readouterr().err

@@ -69,3 +69,16 @@ is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling',
                        None)
 if is_compiling is None:  # torch < 2.3
     from torch._dynamo import is_compiling
+
+
+def autocast_state(device_type):
+    """``(enabled, dtype)`` of autocast on ``device_type`` ('cpu', 'cuda')
+    right now, on torch 2.1 (per-device functions) and on newer torch (one
+    function taking the device)."""
+    if hasattr(torch, 'get_autocast_dtype'):  # torch 2.4+
+        return (torch.is_autocast_enabled(device_type),
+                torch.get_autocast_dtype(device_type))
+    if device_type == 'cpu':
+        return (torch.is_autocast_cpu_enabled(),
+                torch.get_autocast_cpu_dtype())
+    return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()

@@ -22,7 +22,11 @@ The rules:
   was allocated before; on a CPU the rise of the process's peak resident
   memory (``VmHWM``) over its resident memory before. Both therefore count
   weights, gradients, optimizer state and activations, and nothing of the
-  interpreter or the libraries.
+  interpreter or the libraries (``train_mem_gib``). ``step_mem_gib`` is
+  what the second step adds to what the first left (weights, gradients and
+  AdamW's state): its peak over the memory before it (on a CPU, ``VmHWM``
+  reset through ``/proc/self/clear_refs``), mostly what autograd keeps for
+  backward. ``without`` rows are measured with their trick off.
 * **Output**: a Markdown table, and the rows as JSON or CSV (``--out``),
   with the machine, the thread count, the precision and the settings; a
   Pareto plot of accuracy against images/s (``--pareto``, matplotlib's Agg
@@ -39,11 +43,11 @@ GEMM rate). FLOPs are the forward's in both modes: a training step does about
 3x (and one more forward with ``--with-cp``), so in ``--mode train`` the two
 figures are the forward's share.
 
-``--without TRICK ...`` is the A/B of GLMix's speed tricks (docs/speed.md):
-each GLNet model also runs as a row ``MODEL without TRICK``, the same model
-with that trick's plain version swapped in while its call runs, in the same
-interleaved rounds (``SPEED_TRICKS``: ``inplace-residual``,
-``inplace-gelu``).
+``--without TRICK ...`` is the A/B of GLMix's speed and memory tricks
+(docs/speed.md): each GLNet model also runs as a row ``MODEL without
+TRICK``, the same model with that trick's plain version swapped in while its
+call runs, in the same interleaved rounds (``SPEED_TRICKS``:
+``inplace-residual``, ``inplace-gelu``, ``lean-backward``).
 
 ``--with-cp`` builds the backbones with activation checkpointing
 (``with_cp=True``; detector/segmentor configs: ``model.backbone.with_cp``),
@@ -92,6 +96,8 @@ Examples::
 import argparse
 import copy
 import csv
+import ctypes
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -126,6 +132,7 @@ OTHERS = ('swin-t', 'convnext-t')
 SPEED_TRICKS = {
     'inplace-residual': (glmix, 'can_add_in_place', lambda x, branch: False),
     'inplace-gelu': (glmix.GELU, 'forward', torch.nn.GELU.forward),
+    'lean-backward': (glmix, 'lean_backward', lambda h: False),  # memory
 }
 TASKS = ('backbone', 'classifier', 'detector', 'segmentor')
 # mmdet's Swin-T (as in its Swin-T detectors) on stages 1-3, in place of the
@@ -273,28 +280,57 @@ def _vm_kib(field):
     raise RuntimeError(f'{field} is not in /proc/self/status')
 
 
+def _malloc_trim():
+    """glibc's ``malloc_trim(0)``: free heap memory back to the system
+    (nothing where the C library is not glibc)."""
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def measure_train_memory(build_step, device):
-    """Peak memory (GiB) of training steps (module docstring); call it in a
-    fresh process (:func:`isolated`).
+    """Peak memory (GiB) of training steps, and what the second step adds
+    (module docstring); call it in a fresh process (:func:`isolated`).
 
     Args:
         build_step (callable): Builds the model on ``device`` and returns a
             function that runs one full training step.
         device: The device.
+
+    Returns:
+        tuple[float, float]: ``train_mem_gib`` and ``step_mem_gib``.
     """
     cuda = torch.device(device).type == 'cuda'
+
+    def now():
+        return (torch.cuda.memory_allocated(device) if cuda else
+                _vm_kib('VmRSS') * 1024)
+
+    def peak():
+        sync(device)
+        return (torch.cuda.max_memory_allocated(device) if cuda else
+                _vm_kib('VmHWM') * 1024)
+
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-    else:
-        before = _vm_kib('VmRSS') * 1024
+    before = now()
     step = build_step()
-    for _ in range(2):  # the first step also creates the optimizer state
-        step()
-    sync(device)
-    peak = (torch.cuda.max_memory_allocated(device) if cuda else
-            _vm_kib('VmHWM') * 1024)
-    return (peak - before) / 2**30
+    step()  # also creates the optimizer state
+    first = peak()
+    gc.collect()
+    if not cuda:  # give freed heap back, so that the resident memory is
+        _malloc_trim()  # what lives (glibc keeps freed blocks otherwise)
+    between = now()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    else:  # 5: reset the peak resident memory (proc(5))
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    step()
+    second = peak()
+    return ((max(first, second, peak()) - before) / 2**30,
+            (second - between) / 2**30)
 
 
 def _child(fn, args, queue):
@@ -656,10 +692,14 @@ def make_call(task, model, make, settings, train):
     return step
 
 
-def train_memory(task, spec, settings):
-    """Peak training-step memory of one model (run it in a fresh process)."""
+def train_memory(task, spec, settings, trick=None):
+    """Training-step memory of one model (:func:`measure_train_memory`),
+    with GLMix's ``trick`` off if given; run it in a fresh process."""
     if settings['threads']:
         torch.set_num_threads(settings['threads'])
+    if trick:
+        owner, name, plain = SPEED_TRICKS[trick]
+        setattr(owner, name, plain)  # this process only
 
     def build_step():
         model, make = build(task, spec, settings['device'],
@@ -882,11 +922,13 @@ def main(argv=None):
         if 'gflops_per_image' in row:
             row['gflop_s'] = row['gflops_per_image'] * row['images_per_s']
             row['gemm_fraction'] = row['gflop_s'] / gemm_rate
-        if args.memory and not row['without']:
-            row['train_mem_gib'] = isolated(
-                train_memory, args.task, args.models[row['model']],
-                settings)
-    keys = ('images_per_s', 'best_images_per_s', 'train_mem_gib')
+        if args.memory:
+            name = row['model'].split(' without ')[0]
+            row['train_mem_gib'], row['step_mem_gib'] = isolated(
+                train_memory, args.task, args.models[name], settings,
+                row['without'])
+    keys = ('images_per_s', 'best_images_per_s', 'train_mem_gib',
+            'step_mem_gib')
     if args.baseline:
         add_ratios(rows, args.baseline, keys)
     meta = dict(machine=machine(args.device), torch=torch.__version__,
@@ -914,7 +956,8 @@ def main(argv=None):
         ('best_images_per_s', 'images/s (best)', '.2f'),
         ('gflop_s', 'GFLOP/s (median)', '.1f'),
         ('gemm_fraction', 'of GEMM rate', '.1%'),
-        ('train_mem_gib', 'train-step peak memory (GiB)', '.2f')]))
+        ('train_mem_gib', 'train-step peak memory (GiB)', '.2f'),
+        ('step_mem_gib', 'a step adds (GiB)', '.2f')]))
     if args.pareto:
         notes += pareto(args.pareto, rows, args, meta['machine'])
         print(f'\nPareto plot written to {args.pareto}')

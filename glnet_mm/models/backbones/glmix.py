@@ -29,14 +29,21 @@ model with and without them), replace its function:
 
 Each stays because an A/B of the whole backbone showed it worth at least 3%
 of inference or training time (docs/speed.md, ``benchmark.py --without``).
+
+**Memory tricks.** In training, two parts keep less for backward and
+recompute the rest there: the conv MLP (:class:`ConvMLP`) and GLMix's global
+branch (:meth:`GLMixBlock.global_branch`). Off: :func:`lean_backward`
+returning False. The same values and bit-identical gradients.
 """
+import contextlib
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
-from ...utils.compat import is_compiling
+from ...utils.compat import autocast_state, is_compiling
 from ..utils.pooling import adaptive_avg_pool2d
 
 
@@ -76,6 +83,26 @@ class LayerScale(nn.Module):
 
     def forward(self, x):
         return x * self.gamma
+
+
+class HookPoint(nn.Identity):
+    """A parameter-free point that a tensor flows through, so that forward
+    hooks can read it (visualization/slots.py). Silent while backward
+    recomputes the forward around it (memory tricks): hooks see each forward
+    once."""
+
+    silent = False
+
+    def __call__(self, x):
+        return x if self.silent else super().__call__(x)
+
+    @contextlib.contextmanager
+    def silenced(self):
+        self.silent = True
+        try:
+            yield
+        finally:
+            self.silent = False
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -133,10 +160,6 @@ def to_grid(dispatch, slots, grid):
     return (dispatch.to(grid.dtype) @ slots).mT.reshape_as(grid)
 
 
-def mix(local, dispatch, slots, grid):
-    """GLMix's mix: the local branch's map plus the slots dispatched onto
-    the grid."""
-    return local + to_grid(dispatch, slots, grid)
 
 
 class ResidualDWConv(nn.Conv2d):
@@ -177,14 +200,86 @@ class SelfAttention(nn.MultiheadAttention):
         return self.out_proj(x.transpose(1, 2).reshape(B, N, C))
 
 
-def conv_mlp(channels: int, ratio: float, dw: bool) -> nn.Sequential:
-    """1x1 conv, optional residual 3x3 depth-wise conv, GELU, 1x1 conv."""
-    hidden = int(channels * ratio)
-    return nn.Sequential(
-        nn.Conv2d(channels, hidden, 1),
-        ResidualDWConv(hidden) if dw else nn.Identity(),
-        GELU(),
-        nn.Conv2d(hidden, channels, 1))
+def lean_backward(h):
+    """Memory trick: does :class:`ConvMLP` run its lean backward on the
+    hidden map ``h``? In eager training (autograd recording ``h``), not
+    while dynamo compiles (the compiler plans memory itself) or a JIT trace
+    runs (FLOP counters must see the convs as convs)."""
+    return (torch.is_grad_enabled() and h.requires_grad
+            and not is_compiling() and not torch.jit.is_tracing())
+
+
+class _ConvMLPTail(torch.autograd.Function):
+    """``fc2(gelu(dw(h)))`` that saves only ``h`` (and weights) for
+    backward: ``gelu(dw(h))`` is recomputed there, and ``fc2``'s gradients
+    come from the same ``aten.convolution_backward`` call autograd makes, so
+    the gradients are those of the plain graph, which keeps two (with the
+    depth-wise conv three) hidden maps of 3-4x the block's channels."""
+
+    @staticmethod
+    def forward(ctx, h, middle, weight, bias, *middle_params):
+        ctx.middle, ctx.autocast = middle, autocast_state(h.device.type)
+        ctx.save_for_backward(h, weight, bias, *middle_params)
+        return F.conv2d(middle(h), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, weight, bias, *params = ctx.saved_tensors
+        enabled, dtype = ctx.autocast
+        with torch.enable_grad(), torch.autocast(h.device.type, dtype,
+                                                 enabled=enabled):
+            h_ = h.detach().requires_grad_(ctx.needs_input_grad[0])
+            y = ctx.middle(h_)
+        # the conv's own dtype: autocast's, else its input's
+        dtype = dtype if enabled else y.dtype
+        need = ctx.needs_input_grad
+        g_y, g_w, g_b = torch.ops.aten.convolution_backward(
+            grad.to(dtype), y.detach().to(dtype), weight.to(dtype),
+            [weight.shape[0]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+            [True, need[2], need[3]])
+        wanted = [t for t, n in zip([h_, *params], need[:1] + need[4:]) if n]
+        found = iter(torch.autograd.grad(y, wanted, g_y.to(y.dtype))
+                     if wanted else [])
+        return (next(found) if need[0] else None, None,
+                g_w.to(weight.dtype) if need[2] else None,
+                g_b.to(bias.dtype) if need[3] else None,
+                *[next(found) if n else None for n in need[4:]])
+
+
+class ConvMLP(nn.Sequential):
+    """The conv MLP of every block: 1x1 conv (``fc1``), optional residual
+    3x3 depth-wise conv, GELU, 1x1 conv (``fc2``); children ``0`` to ``3``
+    as in the official checkpoints.
+
+    Memory trick (module docstring): in training, only ``fc1``'s output is
+    kept for backward; the depth-wise conv and GELU are recomputed in
+    backward (a few percent of the MLP's FLOPs) instead of keeping their
+    outputs, the widest maps of the block (:class:`_ConvMLPTail`).
+
+    Args:
+        channels (int): Input and output channels.
+        ratio (float): Hidden channels relative to ``channels``.
+        dw (bool): The residual depth-wise conv after ``fc1``.
+    """
+
+    def __init__(self, channels: int, ratio: float, dw: bool):
+        hidden = int(channels * ratio)
+        super().__init__(
+            nn.Conv2d(channels, hidden, 1),
+            ResidualDWConv(hidden) if dw else nn.Identity(),
+            GELU(),
+            nn.Conv2d(hidden, channels, 1))
+
+    def middle(self, h):
+        """``gelu(dw(h))`` out of place (``h`` is kept for backward)."""
+        return F.gelu(self[1](h), approximate=self[2].approximate)
+
+    def forward(self, x):
+        h = self[0](x)
+        if lean_backward(h):
+            return _ConvMLPTail.apply(h, self.middle, self[3].weight,
+                                      self[3].bias, *self[1].parameters())
+        return self[3](self[2](self[1](h)))
 
 
 def local_convs(channels: int, kernel_size: int) -> nn.Sequential:
@@ -221,7 +316,7 @@ class _Block(nn.Module):
         self.pos_conv = nn.Conv2d(dim, dim, cpe_ks, padding=cpe_ks // 2,
                                   groups=dim) if cpe_ks > 0 else None
         self.norm2 = LayerNorm2d(dim, eps=1e-6)
-        self.mlp = conv_mlp(dim, mlp_ratio, mlp_dw)
+        self.mlp = ConvMLP(dim, mlp_ratio, mlp_dw)
         if layerscale > 0:
             self.ls1 = LayerScale(ls1_shape or (1, dim, 1, 1), layerscale)
             self.ls2 = LayerScale((1, dim, 1, 1), layerscale)
@@ -266,9 +361,8 @@ class GLMixBlock(_Block):
         self.pool_size = math.isqrt(num_slots)
         self.slot_scale = nn.Parameter(torch.tensor(dim**-0.5))
         self.relation_mha = SelfAttention(dim, num_heads)
-        # Parameter-free hook point: the clustering weights (B, S, H*W) flow
-        # through it, so forward hooks can read them (visualization/slots.py).
-        self.cluster_weights = nn.Identity()
+        # the clustering weights (B, S, H*W) flow through this hook point
+        self.cluster_weights = HookPoint()
         # local branch: 1x1, k x k depth-wise, 1x1 convs
         self.feature_conv = local_convs(dim, local_dw_ks)
 
@@ -276,15 +370,30 @@ class GLMixBlock(_Block):
         slots = self.initial_slots(x)  # S slots pooled from the block input
         x = self.pos_embed(x)
         grid = self.norm1(x)
-        pixels = grid.flatten(2).mT  # B, HW, C: a view of a channels-last map
-        # soft clustering (grid -> slots), with the weights to dispatch back
-        slots, dispatch = self.cluster(slots, pixels)
-        slots = self.relation_mha(slots)  # MHSA among the slots
+        # clustering, MHSA among the slots, dispatching back onto the grid
+        dispatched = self.global_branch(slots, grid)
         local = self.local_branch(grid)  # light depth-wise convs
-        # dispatching (slots -> grid) and the mix: local + dispatched
-        mixed = mix(local, dispatch, slots, grid)
-        x = self.mixer_branch(x, mixed)  # residual
+        x = self.mixer_branch(x, local + dispatched)  # the mix, residual
         return self.mlp_branch(x)  # the MLP, residual
+
+    def global_branch(self, slots, grid):
+        """The global branch: soft clustering of the ``grid`` into the
+        ``slots`` (grid -> set), MHSA among the slots, dispatching (set ->
+        grid); a map of ``grid``'s shape. In training only its inputs are
+        kept for backward, which recomputes the rest (memory trick: the
+        clustering and dispatching weights are ``S x HW`` each, in float32),
+        about 5% of the block's FLOPs."""
+        if lean_backward(grid):
+            return checkpoint(self._global_branch, slots, grid,
+                              use_reentrant=False, context_fn=lambda: (
+                                  contextlib.nullcontext(),
+                                  self.cluster_weights.silenced()))
+        return self._global_branch(slots, grid)
+
+    def _global_branch(self, slots, grid):
+        pixels = grid.flatten(2).mT  # B, HW, C: a view of a channels-last map
+        slots, dispatch = self.cluster(slots, pixels)
+        return to_grid(dispatch, self.relation_mha(slots), grid)
 
     def initial_slots(self, x):
         """Slots before clustering, ``(B, S, C)``: the block input ``x``

@@ -36,8 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .glmix import (GLMixBlock, LayerNorm2d, SelfAttention, _Block,
-                    local_convs, to_grid)
+from .glmix import (GLMixBlock, HookPoint, LayerNorm2d, SelfAttention,
+                    _Block, local_convs)
 
 
 class WindowMHSA(nn.Module):
@@ -180,7 +180,7 @@ class GLMixAblation(GLMixBlock):
         self.build_slots(dim)
         self.build_clustering(dim)
         self.relation_mha = SelfAttention(dim, num_heads)
-        self.cluster_weights = nn.Identity()  # the hook point
+        self.cluster_weights = HookPoint()
 
     def build_slots(self, dim):
         self.pool_size = math.isqrt(self.num_slots)
@@ -190,12 +190,6 @@ class GLMixAblation(GLMixBlock):
 
     def build_local(self, dim, num_heads):
         self.feature_conv = local_convs(dim, self.local_dw_ks)
-
-    def global_branch(self, slots, grid):
-        """Cluster the grid into ``slots``, attention among the slots,
-        dispatch them back: a map of ``grid``'s shape."""
-        slots, dispatch = self.cluster(slots, grid.flatten(2).mT)
-        return to_grid(dispatch, self.relation_mha(slots), grid)
 
 
 class LocalOnly:
