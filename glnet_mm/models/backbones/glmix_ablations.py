@@ -79,7 +79,9 @@ class WindowMHSA(nn.Module):
             -1, (3, self.num_heads, -1)).permute(2, 0, 3, 1, 4)
         bias = self.relative_position_bias_table[
             self.relative_position_index].permute(2, 0, 1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        # in q's dtype: torch 2.1 refuses a float32 mask beside bf16 queries
+        out = F.scaled_dot_product_attention(q, k, v,
+                                             attn_mask=bias.to(q.dtype))
         out = self.proj(out.transpose(1, 2).flatten(2))
         out = out.reshape(B, nh, nw, w, w, C).permute(0, 5, 1, 3, 2, 4)
         return out.reshape(B, C, nh * w, nw * w)[:, :, :H, :W]
