@@ -41,7 +41,9 @@ val_evaluator = dict(type='Accuracy', topk=topk)
 test_evaluator = val_evaluator
 
 # AdamW 2e-4 for a batch of 32 (scaled with the batch by --auto-scale-lr);
-# the backbone at a tenth of the head's rate; 50 epochs, 5 of warm-up.
+# the backbone at a tenth of the head's rate; 50 epochs of cosine decay,
+# the first 500 iterations warming up (overlapping, as mmdet's schedules:
+# any number of epochs works).
 optim_wrapper = dict(
     constructor='ModuleLrMultConstructor',
     optimizer=dict(lr=2e-4),
@@ -49,9 +51,10 @@ optim_wrapper = dict(
 auto_scale_lr = dict(base_batch_size=32)
 train_cfg = dict(max_epochs=50, val_interval=1)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=5,
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
+         end=500),
+    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=5),
 ]
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2,
                                      save_best='auto'))
