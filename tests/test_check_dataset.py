@@ -148,6 +148,18 @@ def test_num_classes_disagrees(tool, ws, capsys):
         "with the 3 classes of the dataset ('hex nut', 'Washer', 'bolt')"]
 
 
+def test_evaluator_reads_other_annotations(tool, ws, capsys):
+    found = _det_fault(
+        tool, ws, capsys, 'evaluator', lambda coco: None,
+        args=('--cfg-options',
+              'val_evaluator.ann_file=data/parts/annotations/val.json'))
+    assert found == [
+        'FAULT [config] val_evaluator.ann_file: data/parts/annotations/'
+        "val.json is not the val dataset's annotation file "
+        'data/evaluator/annotations/val.json: the metric would score '
+        'against other annotations'], found
+
+
 def test_missing_and_unreadable_images(tool, ws, capsys):
     def mutate(root):
         os.remove(osp.join(root, 'images', 'train', 'train_photo 000.jpg'))

@@ -123,6 +123,26 @@ def check_topk(cfg, classes, report):
                              f'{tuple(k for k in topk if k <= len(classes))}')
 
 
+def check_evaluator_files(cfg, report):
+    """A COCO evaluator reads its own copy of the val annotations
+    (``ann_file``): it must be the val dataset's file."""
+    for split in ('val', 'test'):
+        ev = cfg.get(f'{split}_evaluator')
+        loader = cfg.get(f'{split}_dataloader')
+        if not isinstance(ev, dict) or not ev.get('ann_file') or not loader:
+            continue
+        ds = loader['dataset']
+        if 'ann_file' not in ds:
+            continue
+        expected = osp.normpath(osp.join(ds.get('data_root') or '',
+                                         ds['ann_file']))
+        if osp.normpath(ev['ann_file']) != expected:
+            report.fault('config', f'{split}_evaluator.ann_file',
+                         f"{ev['ann_file']} is not the {split} dataset's "
+                         f'annotation file {expected}: the metric would '
+                         'score against other annotations')
+
+
 def dataset_cfgs(cfg, splits):
     """(split, dataset config) for each requested split that the config
     has (``{split}_dataloader.dataset``)."""
@@ -151,6 +171,11 @@ def leaves(dataset):
 
 # ---- detection --------------------------------------------------------------
 
+# Pixels that a box or polygon may overshoot the image by (coordinates
+# rounded to whole or half pixels by annotation tools).
+TOLERANCE = 0.5
+
+
 def polygon_area(xs, ys):
     return 0.5 * abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1)))
 
@@ -170,8 +195,9 @@ def mask_problems(seg, width, height):
                                 '(needs x, y pairs, at least 3 points)')
                 continue
             xs, ys = pts[0::2], pts[1::2]
-            if (xs.min() < 0 or ys.min() < 0 or xs.max() > width
-                    or ys.max() > height):
+            if (xs.min() < -TOLERANCE or ys.min() < -TOLERANCE
+                    or xs.max() > width + TOLERANCE
+                    or ys.max() > height + TOLERANCE):
                 problems.append(
                     f'polygon {k} lies outside the {width}x{height} image '
                     f'(x {xs.min():g}..{xs.max():g}, '
@@ -266,7 +292,8 @@ def check_coco(split, dataset, classes, report, with_mask):
         if bw <= 0 or bh <= 0:
             report.fault(split, where, f'empty box {[x, y, bw, bh]} '
                          '(width or height <= 0)')
-        elif x < 0 or y < 0 or x + bw > w or y + bh > h:
+        elif (x < -TOLERANCE or y < -TOLERANCE or x + bw > w + TOLERANCE
+              or y + bh > h + TOLERANCE):
             report.fault(split, where,
                          f'box [x, y, w, h] = {[x, y, bw, bh]} lies outside '
                          f'the {w}x{h} image')
@@ -505,6 +532,7 @@ def check(cfg, splits=('train', 'val'), out=None):
                              f'{tuple(classes)}')
         check_num_classes(cfg, classes, report)
         check_topk(cfg, classes, report)
+        check_evaluator_files(cfg, report)
         for split, summaries in results:
             for cls_names, s in summaries:
                 absent = [c for c in cls_names if s['per_class'][c][0] == 0]
