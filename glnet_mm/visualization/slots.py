@@ -142,7 +142,7 @@ def _mosaic(maps, medoids, size):
     """Every slot's map, small, in a square grid; medoids framed."""
     n = maps.shape[0]
     cols = int(np.ceil(np.sqrt(n)))
-    tile = max(size[0] // cols, 4)
+    tile = max(min(size) // cols, 4)  # the grid fits portrait images too
     small = F.interpolate(maps[:, None], (tile, tile), mode='area')[:, 0]
     low = small.flatten(1).amin(1)[:, None, None]
     high = small.flatten(1).amax(1)[:, None, None]
