@@ -51,6 +51,8 @@ def kmedoids(dist, k, max_iter=100):
         new = medoids.copy()
         for c in range(k):
             members = np.flatnonzero(labels == c)
+            if not members.size:  # tied with another medoid (equal maps)
+                continue
             new[c] = members[dist[np.ix_(members, members)].sum(1).argmin()]
         if np.array_equal(new, medoids):
             break
