@@ -122,11 +122,12 @@ def pytest_configure(config):
 # collection order (``--dist loadfile --no-loadscope-reorder``), starts them
 # at once and the workers end together instead of one finishing a long file
 # alone.
-LONGEST_FILES = ('test_resume.py', 'test_distributed.py',
-                 'test_query_heads_toy.py', 'test_export_onnx.py',
-                 'test_compile.py', 'test_segmentation_toy.py',
-                 'test_detection_configs.py', 'test_classification.py',
-                 'test_ddp_variants.py', 'test_benchmark.py')
+LONGEST_FILES = ('test_custom_dataset.py', 'test_resume.py',
+                 'test_distributed.py', 'test_query_heads_toy.py',
+                 'test_export_onnx.py', 'test_compile.py',
+                 'test_segmentation_toy.py', 'test_detection_configs.py',
+                 'test_classification.py', 'test_ddp_variants.py',
+                 'test_benchmark.py')
 
 
 def pytest_collection_modifyitems(items):

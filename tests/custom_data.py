@@ -65,9 +65,9 @@ def make_coco(root, classes, cat_ids, num_train=8, num_val=4,
         root/images/{train,val}/<name>.{jpg,png}
 
     Category ids are ``cat_ids`` (not 1..K), listed in that order with the
-    names ``classes``; every ``empty_every``-th image has no object; ``absent_in_val``
-    (a class name) has no instance in val. Polygons are drawn in the
-    image. Returns the number of instances per (split, class)."""
+    names ``classes``; every ``empty_every``-th image has no object;
+    ``absent_in_val`` (a class name) has no instance in val. Polygons are
+    drawn in the image. Returns the number of instances per (split, class)."""
     rng = np.random.default_rng(seed)
     counts = {}
     for split, num in (('train', num_train), ('val', num_val)):

@@ -85,7 +85,7 @@ def edit_json(path, change):
         json.dump(coco, f)
 
 
-def first_ann(coco, split_root=None):
+def first_ann(coco):
     """The first annotation and its image record."""
     ann = coco['annotations'][0]
     (img, ) = [i for i in coco['images'] if i['id'] == ann['image_id']]

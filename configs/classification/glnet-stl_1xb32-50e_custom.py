@@ -3,7 +3,7 @@
 #   data_root/train/CLASS/*.jpg  and  data_root/val/CLASS/*.jpg
 # Copy this file next to it under a new name and edit the block below; the
 # rest follows from it.
-# ---- your dataset ------------------------------------------------------------
+# ---- your dataset -----------------------------------------------------------
 data_root = 'data/my_images/'
 classes = ('class_a', 'class_b', 'class_c')  # the folder names, sorted; every
 #                                              split has a folder per class

@@ -2,7 +2,7 @@
 # COCO-format instance-segmentation dataset (docs/custom_dataset.md).
 # Copy this file next to it under a new name and edit the block below; the
 # rest follows from it.
-# ---- your dataset ------------------------------------------------------------
+# ---- your dataset -----------------------------------------------------------
 data_root = 'data/my_coco/'
 classes = ('class_a', 'class_b', 'class_c')  # the categories' names, in the
 #                                             annotation file's order

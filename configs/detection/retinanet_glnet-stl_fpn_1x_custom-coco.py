@@ -2,7 +2,7 @@
 # COCO-format detection dataset (boxes only; docs/custom_dataset.md).
 # Copy this file next to it under a new name and edit the block below; the
 # rest follows from it.
-# ---- your dataset ------------------------------------------------------------
+# ---- your dataset -----------------------------------------------------------
 data_root = 'data/my_coco/'
 classes = ('class_a', )  # the categories' names, in the annotation file's
 #                          order; one class needs the comma: ('name', )

@@ -1,10 +1,11 @@
 # UPerNet, GLNet-STL from the authors' ImageNet weights, on your own semantic
 # segmentation dataset of image and mask folders (docs/custom_dataset.md):
-#   data_root/img_dir/{train,val}/NAME.jpg  and  data_root/ann_dir/{train,val}/NAME.png
+#   data_root/img_dir/{train,val}/NAME.jpg
+#   data_root/ann_dir/{train,val}/NAME.png
 # Masks are single-channel PNGs of class indices 0..K-1 (255: ignored).
 # Copy this file next to it under a new name and edit the block below; the
 # rest follows from it.
-# ---- your dataset ------------------------------------------------------------
+# ---- your dataset -----------------------------------------------------------
 data_root = 'data/my_seg/'
 classes = ('background', 'class_a', 'class_b')  # index i = classes[i]
 train_img_dir, train_ann_dir = 'img_dir/train', 'ann_dir/train'
