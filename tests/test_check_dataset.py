@@ -250,3 +250,18 @@ def test_classification_topk_and_folders(tool, ws, capsys):
         "FAULT [train] data/order/train: the class folders ['blight', "
         "'healthy', 'rust'] are not the classes ('rust', 'healthy', "
         "'blight')"), found
+
+
+def test_class_folder_missing_in_val(tool, ws, capsys):
+    """mmpretrain refuses a split with fewer class folders than classes;
+    the check says which folder is missing."""
+    config = planted(ws, 'cls', 'no-folder', 'leaves', LEAVES,
+                     lambda root: os.rmdir(osp.join(root, 'val', 'rust')))
+    code, out = run(tool, ws, config, capsys)
+    found = faults(out)
+    assert code == 1 and len(found) == 1, out
+    assert found[0].startswith('FAULT [val] val_dataloader.dataset: the '
+                               'dataset cannot be read: '), found
+    assert found[0].endswith(
+        "data/no-folder/val has no folder for the classes ['rust'] (make "
+        'an empty one)'), found

@@ -33,6 +33,7 @@ objects) do not fail the check.
 import argparse
 import collections
 import json
+import os
 import os.path as osp
 import sys
 
@@ -412,6 +413,26 @@ def check_seg(split, dataset, classes, ignore_index, report):
 
 # ---- classification ---------------------------------------------------------
 
+def folder_hint(dataset):
+    """For class folders that mmpretrain refused: which class has no
+    folder, which folder is no class."""
+    root = getattr(dataset, 'img_prefix', None)
+    classes = dataset.metainfo.get('classes')
+    if not classes or not isinstance(root, str) or not osp.isdir(root):
+        return ''
+    folders = sorted(d for d in os.listdir(root)
+                     if osp.isdir(osp.join(root, d)))
+    missing = [c for c in classes if c not in folders]
+    extra = [f for f in folders if f not in classes]
+    hint = ''
+    if missing:
+        hint += (f'; {root} has no folder for the classes {missing} '
+                 '(make an empty one)')
+    if extra:
+        hint += f'; its folders {extra} are not among the classes'
+    return hint
+
+
 def check_cls(split, dataset, classes, report):
     folder_to_idx = getattr(dataset, 'folder_to_idx', None)
     if folder_to_idx:
@@ -470,7 +491,7 @@ def check_split(cfg, split, dataset_cfg, report):
                 ds.full_init()
             except Exception as e:
                 report.fault(split, where, f'the dataset cannot be read: '
-                             f'{type(e).__name__}: {e}')
+                             f'{type(e).__name__}: {e}' + folder_hint(ds))
                 continue
         classes = list(ds.metainfo.get('classes') or ())
         if not classes:
