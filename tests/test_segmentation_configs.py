@@ -81,7 +81,8 @@ def test_config_builds_and_computes_losses(name):
     assert isinstance(model.backbone, GLNet)
     assert model.backbone.channels == CHANNELS[arch]
     model.train()
-    data = model.data_preprocessor(random_batch(2, (64, 96), 6), True)
+    labels = min(6, cfg.model.decode_head.num_classes)  # custom: 3
+    data = model.data_preprocessor(random_batch(2, (64, 96), labels), True)
     losses = model(**data, mode='loss')
     if name.startswith('mask2former'):  # + one set per decoder layer
         assert {'decode.loss_cls', 'decode.loss_mask',
