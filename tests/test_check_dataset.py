@@ -265,3 +265,30 @@ def test_class_folder_missing_in_val(tool, ws, capsys):
     assert found[0].endswith(
         "data/no-folder/val has no folder for the classes ['rust'] (make "
         'an empty one)'), found
+
+
+def test_one_class_without_the_comma(tool, ws, capsys):
+    """``classes = ('pothole')`` is a string: each split says so."""
+    def keep_one(root):
+        for split in ('train', 'val'):
+            edit_json(osp.join(root, 'annotations', f'{split}.json'),
+                      lambda coco: coco.update(categories=[
+                          dict(id=3, name='hex nut')], annotations=[
+                          a for a in coco['annotations']
+                          if a['category_id'] == 3]))
+    config = planted(ws, 'det', 'one-class', 'parts', ('hex nut', ),
+                     keep_one)
+    code, out = run(tool, ws, config, capsys)
+    assert code == 0 and not faults(out), out  # ('hex nut', ) is right
+    with open(config) as f:
+        text = f.read()
+    with open(config, 'w') as f:
+        f.write(text.replace("classes = ('hex nut',)",
+                             "classes = ('hex nut')"))
+    code, out = run(tool, ws, config, capsys)
+    found = faults(out)
+    assert code == 1 and len(found) == 2, out
+    assert found[0] == (
+        "FAULT [train] metainfo.classes: 'hex nut' is a string, read as the "
+        "classes ('h', 'e', 'x', ' ', 'n', 'u', 't'): write one class as "
+        "('hex nut', ), with the comma"), found

@@ -493,7 +493,14 @@ def check_split(cfg, split, dataset_cfg, report):
                 report.fault(split, where, f'the dataset cannot be read: '
                              f'{type(e).__name__}: {e}' + folder_hint(ds))
                 continue
-        classes = list(ds.metainfo.get('classes') or ())
+        classes = ds.metainfo.get('classes') or ()
+        if isinstance(classes, str):
+            report.fault(split, 'metainfo.classes',
+                         f'{classes!r} is a string, read as the classes '
+                         f'{tuple(classes)}: write one class as '
+                         f'({classes!r}, ), with the comma')
+            continue
+        classes = list(classes)
         if not classes:
             report.fault(split, f'{split}_dataloader.dataset',
                          'no classes in the dataset metainfo (set '
