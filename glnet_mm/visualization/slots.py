@@ -20,6 +20,15 @@ PAPER_BLOCKS = (2, 5, 10)
 COLOURS = ((255, 255, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255),
            (255, 128, 0), (128, 128, 255))
 
+def _assign(dist, medoids):
+    """Each point's nearest medoid (its index in ``medoids``); a medoid is
+    in its own cluster even when tied with another (equal slot maps: a flat
+    image, a barely trained model), so that no cluster is empty."""
+    labels = dist[:, medoids].argmin(1)
+    labels[medoids] = np.arange(len(medoids))
+    return labels
+
+
 def kmedoids(dist, k, max_iter=100):
     """k-medoids (PAM's greedy BUILD start, then alternating updates).
 
@@ -47,17 +56,15 @@ def kmedoids(dist, k, max_iter=100):
         medoids.append(int(gain.argmax()))
     medoids = np.array(medoids)
     for _ in range(max_iter):
-        labels = dist[:, medoids].argmin(1)
+        labels = _assign(dist, medoids)
         new = medoids.copy()
         for c in range(k):
             members = np.flatnonzero(labels == c)
-            if not members.size:  # tied with another medoid (equal maps)
-                continue
             new[c] = members[dist[np.ix_(members, members)].sum(1).argmin()]
         if np.array_equal(new, medoids):
             break
         medoids = new
-    labels = dist[:, medoids].argmin(1)
+    labels = _assign(dist, medoids)
     order = np.argsort(-np.bincount(labels, minlength=k), kind='stable')
     return medoids[order], np.argsort(order)[labels]
 
