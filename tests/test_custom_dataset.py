@@ -294,3 +294,11 @@ def test_inference_and_slots_on_own_images(guide, workspace):
     assert glob.glob(osp.join(ws, 'outputs', 'my-seg', 'vis', '*'))
     assert any(ln in LEAVES for ln in cls_out.splitlines()), cls_out[-2000:]
     assert osp.getsize(osp.join(ws, 'outputs', 'slots_photo.png')) > 1000
+    # a portrait photo, a barely trained model: many equal slot maps, and
+    # still distinct representative slots in each block
+    picked = re.findall(r'block (\d+): representative slots \[([\d, ]+)\]',
+                        command(guide, 'visualize_slots.py'))
+    assert [b for b, _ in picked] == ['2', '5', '10'], picked
+    for _, slots in picked:
+        slots = slots.split(', ')
+        assert len(set(slots)) == len(slots) == 4, picked
