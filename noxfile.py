@@ -54,7 +54,7 @@ STACKS = {
     'current': dict(python='3.11', mmcv=True, extras=[
         'mmdet', 'mmseg', 'mmpretrain', 'tests', 'export']),
     'classic': dict(python='3.8', mmcv=True, extras=[
-        'mmdet', 'mmseg', 'mmpretrain', 'tests']),
+        'mmdet', 'mmseg', 'mmpretrain', 'tests', 'deploy']),
     'newest': dict(python='3.12', mmcv=False, extras=['mmpretrain', 'tests']),
 }
 # tests/ ids; the goldens of ../shared/reference through GLNet and mmpretrain,
@@ -77,7 +77,7 @@ test_registry.py::test_each_registry_builds_glnet[mmdet] \
 test_registry.py::test_each_registry_builds_glnet[mmseg] \
 test_resume.py::test_detection_resumed_by_mim_is_exact \
 test_segmentation_toy.py::test_mim_train \
-test_segmentation_toy.py::test_mim_test_with_overlays'.split()
+test_segmentation_toy.py::test_mim_test_with_overlays test_deploy.py'.split()
 STACKS['newest']['checks'] = COMMON_CHECKS + [
     'test_compile.py::test_compiled_matches_eager', '--deselect=tests/'
     'test_checkpoint.py::test_init_cfg_pretrained_through_the_registry']

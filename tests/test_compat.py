@@ -52,10 +52,12 @@ def test_onnx_export_on_this_torch():
 
 
 def test_is_exporting():
-    """torch's own function where it exists; False in eager mode."""
+    """torch's own function where it exists (the TorchScript ONNX exporter
+    too: tests/test_deploy.py); False in eager mode."""
     probe = getattr(torch.compiler, 'is_exporting', None)
     if probe is not None:
-        assert compat.is_exporting is probe
+        assert compat._torch_is_exporting is probe
     else:  # torch 2.1
-        assert compat.is_exporting is compat._never_exporting
+        assert compat._torch_is_exporting is compat._never_exporting
     assert compat.is_exporting() is False
+    assert compat.is_recording() is False

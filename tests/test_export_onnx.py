@@ -1,7 +1,8 @@
-"""tools/deployment/export_onnx.py: onnxruntime reproduces PyTorch for the GLNet-STL and
-GLNet-4G families (the golden models: the released switches, fewer blocks),
-at the export size and, with --dynamic, at other batches and sizes (one not
-divisible by 32)."""
+"""tools/deployment/export_onnx.py (torch's dynamo exporter, torch >= 2.6):
+onnxruntime reproduces PyTorch for the GLNet-STL and GLNet-4G families (the
+golden models: the released switches, fewer blocks), at the export size and,
+with --dynamic, at other batches and sizes (one not divisible by 32). The
+TorchScript-based exporter, which mmdeploy calls: tests/test_deploy.py."""
 import os.path as osp
 
 import numpy as np
@@ -159,3 +160,4 @@ def test_refuses_a_config_without_glnet(tmp_path):
     with pytest.raises(ValueError, match='not a GLNet'):
         tool.main([str(config), '--out', str(tmp_path / 'x.onnx'),
                    '--shape', '64', '64'])
+

@@ -47,20 +47,6 @@ def require_torch(feature):
             f'{MIN_TORCH[0]}.{MIN_TORCH[1]}.')
 
 
-def _never_exporting():
-    """Stand-in for ``torch.compiler.is_exporting`` where torch lacks it."""
-    return False
-
-
-#: ``torch.compiler.is_exporting()`` where torch has it, else a
-#: function returning ``False``: older torch cannot export GLNet with dynamic
-#: sizes anyway (``tools/deployment/export_onnx.py`` refuses it through
-#: :func:`require_torch`), so there the eager paths are the right ones.
-#: Resolved once here, so that a traced forward calls torch's own function.
-is_exporting = getattr(getattr(torch, 'compiler', None), 'is_exporting',
-                       _never_exporting)
-
-
 #: ``torch.compiler.is_compiling()`` (torch 2.3+), else torch 2.1/2.2's
 #: ``torch._dynamo.is_compiling()``: True while dynamo traces. Model code
 #: uses it to skip eager-only tricks that torch 2.1's dynamo cannot trace
@@ -69,6 +55,40 @@ is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling',
                        None)
 if is_compiling is None:  # torch < 2.3
     from torch._dynamo import is_compiling
+
+
+def _never_exporting():
+    """Stand-in for ``torch.compiler.is_exporting`` where torch lacks it."""
+    return False
+
+
+_torch_is_exporting = getattr(getattr(torch, 'compiler', None),
+                              'is_exporting', _never_exporting)
+
+
+def is_exporting():
+    """Whether the forward is being exported: ``torch.export`` (the dynamo
+    ONNX exporter of ``tools/deployment/export_onnx.py``) or torch's
+    TorchScript-based ONNX exporter (``torch.onnx.export(...,
+    dynamo=False)``, which mmdeploy calls). Model code then takes its
+    export-only paths (pooling windows computed from the traced size): an
+    exporter records eager shortcuts as constants, and the graph computes
+    something else than the model at other sizes, silently. A plain
+    ``torch.jit.trace`` (mmengine's FLOP counter) is not an export: it keeps
+    PyTorch's own kernels, whose FLOPs are counted. Under ``torch.compile``
+    only ``torch.compiler.is_exporting`` counts (no check here may break its
+    graph)."""
+    if is_compiling():
+        return _torch_is_exporting()
+    return _torch_is_exporting() or torch.onnx.is_in_onnx_export()
+
+
+def is_recording():
+    """Whether the forward is being recorded into a graph rather than run:
+    :func:`is_exporting`, or any ``torch.jit.trace``. Model code takes none of
+    its in-place speed tricks then: a tracer may record an in-place write
+    into a graph that computes something else."""
+    return is_exporting() or (not is_compiling() and torch.jit.is_tracing())
 
 
 def autocast_state(device_type):

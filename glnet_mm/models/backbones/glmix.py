@@ -15,7 +15,9 @@ GLNet presets mix in at the deepest stages (token MHSA with a linear or conv MLP
 The paper's ablations of the block are subclasses in :mod:`.glmix_ablations`.
 
 Only ``torch`` is needed here; the layout of parameter names follows the
-official release so its checkpoints load without renaming.
+official release so its checkpoints load without renaming. Transposes are
+written ``transpose(-2, -1)``, not ``.mT``: torch's TorchScript-based ONNX
+exporter (mmdeploy's) has no symbolic for ``aten::mT``.
 
 **Speed tricks.** Each lives in one named place below (section "Speed
 tricks") and changes no value; the rule of the in-place ones: *the tensor
@@ -43,7 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ...utils.compat import autocast_state, is_compiling
+from ...utils.compat import autocast_state, is_compiling, is_recording
 from ..utils.pooling import adaptive_avg_pool2d
 
 
@@ -126,8 +128,9 @@ def can_add_in_place(x, branch):
     ``x`` itself. Autograd is unaffected: no layer here saves its own
     output. Compiled graphs sum out of place: the compiler plans their memory
     itself, and torch 2.1's dynamo cannot trace the identity test without a
-    graph break."""
-    return (not is_compiling() and branch is not x
+    graph break. Exported or traced graphs too (ONNX): a tracer may record
+    the in-place write into a graph that computes something else."""
+    return (not is_compiling() and not is_recording() and branch is not x
             and branch.shape == x.shape
             and branch.dtype == torch.promote_types(x.dtype, branch.dtype))
 
@@ -135,10 +138,11 @@ def can_add_in_place(x, branch):
 class GELU(nn.GELU):
     """Speed trick 2: ``nn.GELU`` that writes over its input when no gradient
     is recorded (its input is the hidden map of an MLP, the widest tensor of
-    the block, a fresh result). With autograd it is ``nn.GELU``."""
+    the block, a fresh result). With autograd, or while exported or traced
+    (:func:`~glnet_mm.utils.compat.is_recording`), it is ``nn.GELU``."""
 
     def forward(self, x):
-        if torch.is_grad_enabled() and x.requires_grad:
+        if (torch.is_grad_enabled() and x.requires_grad) or is_recording():
             return super().forward(x)
         return torch.ops.aten.gelu_(x, approximate=self.approximate)
 
@@ -157,7 +161,8 @@ def residual(x, branch):
 def to_grid(dispatch, slots, grid):
     """Dispatching: the slots ``(B, S, C)`` back onto the pixels by the
     weights ``dispatch`` ``(B, HW, S)``, as a map of ``grid``'s shape."""
-    return (dispatch.to(grid.dtype) @ slots).mT.reshape_as(grid)
+    return (dispatch.to(grid.dtype) @ slots).transpose(-2, -1).reshape_as(
+        grid)
 
 
 
@@ -391,7 +396,8 @@ class GLMixBlock(_Block):
         return self._global_branch(slots, grid)
 
     def _global_branch(self, slots, grid):
-        pixels = grid.flatten(2).mT  # B, HW, C: a view of a channels-last map
+        # B, HW, C: a view of a channels-last map
+        pixels = grid.flatten(2).transpose(-2, -1)
         slots, dispatch = self.cluster(slots, pixels)
         return to_grid(dispatch, self.relation_mha(slots), grid)
 
@@ -399,7 +405,8 @@ class GLMixBlock(_Block):
         """Slots before clustering, ``(B, S, C)``: the block input ``x``
         average-pooled to ``sqrt(S) x sqrt(S)`` (pooling.py: valid at any
         input size once exported to ONNX)."""
-        return adaptive_avg_pool2d(x, self.pool_size).flatten(2).mT
+        return adaptive_avg_pool2d(x, self.pool_size).flatten(2).transpose(
+            -2, -1)
 
     def assignment_logits(self, slots, pixels):
         """Scaled cosine similarity between slots and pixels, ``(B, S, HW)``.
@@ -413,7 +420,8 @@ class GLMixBlock(_Block):
             # the scale goes on the S slots, not on the S x HW logits
             slots = F.normalize(slots.float(), dim=-1)
             slots = self.slot_scale.float() * slots
-            return slots @ F.normalize(pixels.float(), dim=-1).mT
+            pixels = F.normalize(pixels.float(), dim=-1)
+            return slots @ pixels.transpose(-2, -1)
 
     def cluster(self, slots, pixels):
         """Soft clustering of the grid's ``pixels`` ``(B, HW, C)`` into
@@ -429,7 +437,7 @@ class GLMixBlock(_Block):
         logits = self.assignment_logits(slots, pixels)
         weights = self.cluster_weights(logits.softmax(dim=-1))
         slots = weights.to(pixels.dtype) @ pixels
-        return slots, logits.softmax(dim=1).mT
+        return slots, logits.softmax(dim=1).transpose(-2, -1)
 
     def local_branch(self, grid):
         """Light convs on the fine grid."""
@@ -455,11 +463,11 @@ class MHABlock(_Block):
     def forward(self, x):
         x = self.pos_embed(x)
         B, C, H, W = x.shape
-        tokens = x.flatten(2).mT
+        tokens = x.flatten(2).transpose(-2, -1)
         y = self.norm1(tokens)
         y = self.mha_op(y)
         tokens = self.mixer_branch(tokens, y)
-        x = tokens.mT.reshape(B, C, H, W)
+        x = tokens.transpose(-2, -1).reshape(B, C, H, W)
         return self.mlp_branch(x)
 
 
@@ -487,8 +495,8 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x):
         B, C, H, W = x.shape
-        x = x.flatten(2).mT
+        x = x.flatten(2).transpose(-2, -1)
         y = self.norm1(x)
         x = residual(x, self.drop_path(self.mha_op(y)))
         x = residual(x, self.drop_path(self.mlp(self.norm2(x))))
-        return x.mT.reshape(B, C, H, W)
+        return x.transpose(-2, -1).reshape(B, C, H, W)

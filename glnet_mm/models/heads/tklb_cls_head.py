@@ -63,7 +63,7 @@ class TokenLabelingClsHead(ClsHead):
                 f'TokenLabelingClsHead needs the last feature map '
                 f'(B, {self.in_channels}, H, W) from the backbone (no neck); '
                 f'got shape {tuple(x.shape)}')
-        return x.flatten(2).mT
+        return x.flatten(2).transpose(-2, -1)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         tokens = self.pre_logits(feats)
