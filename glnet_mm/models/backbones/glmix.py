@@ -165,8 +165,6 @@ def to_grid(dispatch, slots, grid):
         grid)
 
 
-
-
 class ResidualDWConv(nn.Conv2d):
     """Depth-wise 3x3 conv with an identity shortcut: ``x + dwconv(x)``."""
 
