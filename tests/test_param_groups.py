@@ -17,10 +17,12 @@ from mmengine.registry import init_default_scope
 import glnet_mm.engine.optimizers  # noqa: F401  (ModuleLrMultConstructor)
 
 CONFIGS = osp.join(REPO, 'configs')
+# the training recipes (configs/deploy holds mmdeploy's deploy configs)
 SHIPPED = sorted(
-    p for p in glob.glob(osp.join(CONFIGS, '*', '*.py')) +
-    glob.glob(osp.join(CONFIGS, 'classification', 'ablations', '*.py'))
-    if 'toy' not in osp.basename(p) and '_base_' not in p)
+    p for task in ('classification', 'classification/ablations', 'detection',
+                   'segmentation')
+    for p in glob.glob(osp.join(CONFIGS, task, '*.py'))
+    if 'toy' not in osp.basename(p))
 # One model per recipe, chosen to hold every kind of GLNet parameter: 4-d and
 # 1-d layer scales (16G), learned slots (paramslot), conv position
 # embeddings (4G), window-attention bias tables (an ablation).
