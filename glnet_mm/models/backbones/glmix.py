@@ -204,12 +204,14 @@ class SelfAttention(nn.MultiheadAttention):
 
 
 def lean_backward(h):
-    """Memory trick: does :class:`ConvMLP` run its lean backward on the
-    hidden map ``h``? In eager training (autograd recording ``h``), not
-    while dynamo compiles (the compiler plans memory itself) or a JIT trace
-    runs (FLOP counters must see the convs as convs)."""
+    """Memory tricks: do :class:`ConvMLP` and
+    :meth:`GLMixBlock.global_branch` keep less for backward on ``h``? In
+    eager training (autograd recording ``h``), not while dynamo compiles
+    (the compiler plans memory itself) nor while the forward is recorded
+    (:func:`~glnet_mm.utils.compat.is_recording`: an export, or a JIT trace
+    of a FLOP counter, which must see the convs as convs)."""
     return (torch.is_grad_enabled() and h.requires_grad
-            and not is_compiling() and not torch.jit.is_tracing())
+            and not is_compiling() and not is_recording())
 
 
 class _ConvMLPTail(torch.autograd.Function):
