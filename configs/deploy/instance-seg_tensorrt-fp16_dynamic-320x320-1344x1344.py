@@ -4,9 +4,4 @@ _base_ = ['./instance-seg_onnxruntime_dynamic.py', './_base_/tensorrt.py']
 backend_config = dict(
     type='tensorrt',
     common_config={{_base_.tensorrt_fp16}},
-    model_inputs=[
-        dict(input_shapes=dict(input=dict(
-            min_shape=[1, 3, 320, 320],
-            opt_shape=[1, 3, 800, 1344],
-            max_shape=[1, 3, 1344, 1344])))
-    ])
+    model_inputs={{_base_.detection_inputs}})
