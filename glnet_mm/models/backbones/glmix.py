@@ -231,13 +231,13 @@ class _ConvMLPTail(torch.autograd.Function):
     def backward(ctx, grad):
         h, weight, bias, *params = ctx.saved_tensors
         enabled, dtype = ctx.autocast
+        need = ctx.needs_input_grad
         with torch.enable_grad(), torch.autocast(h.device.type, dtype,
                                                  enabled=enabled):
-            h_ = h.detach().requires_grad_(ctx.needs_input_grad[0])
+            h_ = h.detach().requires_grad_(need[0])
             y = ctx.middle(h_)
         # the conv's own dtype: autocast's, else its input's
         dtype = dtype if enabled else y.dtype
-        need = ctx.needs_input_grad
         g_y, g_w, g_b = torch.ops.aten.convolution_backward(
             grad.to(dtype), y.detach().to(dtype), weight.to(dtype),
             [weight.shape[0]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
