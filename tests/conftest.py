@@ -131,6 +131,15 @@ LONGEST_FILES = ('test_custom_dataset.py', 'test_resume.py',
                  'test_benchmark.py')
 
 
+# The node ids of every test this run collected, before -m/-k selection
+# (test_environment.py: each check a stack selects exists).
+COLLECTED = set()
+
+
+def pytest_itemcollected(item):
+    COLLECTED.add(item.nodeid)
+
+
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
