@@ -269,23 +269,27 @@ def onnx_ops(path):
     return {d: sorted(o) for d, o in ops.items()}
 
 
-def export(args, deploy_cfg, model_cfg, weights):
-    """mmdeploy's torch2onnx, then its to_backend where the backend is not
-    ONNX Runtime; the backend files."""
+def export(deploy_cfg, model_cfg, weights, img, work_dir, device='cpu'):
+    """mmdeploy's torch2onnx (traced on the image file ``img``), then its
+    to_backend where the backend is not ONNX Runtime; the backend files in
+    ``work_dir``. Also the ONNX Runtime export of
+    tools/analysis_tools/benchmark.py (``--backend onnxruntime``) and the
+    TensorRT step of tools/misc/gpu_check.py."""
     from mmdeploy.apis import torch2onnx
     from mmdeploy.apis.utils import to_backend
     from mmdeploy.utils import get_backend, get_onnx_config
     backend = get_backend(deploy_cfg).value
-    if backend == 'tensorrt' and not args.device.startswith('cuda'):
-        raise SystemExit(f'{args.deploy_cfg}: TensorRT needs --device cuda:0')
+    if backend == 'tensorrt' and not device.startswith('cuda'):
+        raise SystemExit(f'{getattr(deploy_cfg, "filename", deploy_cfg)}: '
+                         'TensorRT needs --device cuda:0')
     save_file = get_onnx_config(deploy_cfg)['save_file']
-    torch2onnx(args.img, args.work_dir, save_file, deploy_cfg, model_cfg,
-               weights, device=args.device)
-    onnx_file = osp.join(args.work_dir, save_file)
+    torch2onnx(img, work_dir, save_file, deploy_cfg, model_cfg, weights,
+               device=device)
+    onnx_file = osp.join(work_dir, save_file)
     if backend == 'onnxruntime':
         return [onnx_file]
-    return to_backend(backend, [onnx_file], work_dir=args.work_dir,
-                      deploy_cfg=deploy_cfg, device=args.device)
+    return to_backend(backend, [onnx_file], work_dir=work_dir,
+                      deploy_cfg=deploy_cfg, device=device)
 
 
 # ------------------------------------------------------------- comparison
@@ -427,7 +431,8 @@ def main(argv=None):
     weights = build_weights(model_cfg, args.checkpoint,
                             osp.join(args.work_dir, 'pytorch.pth'))
     t0 = time.time()
-    files = export(args, deploy_cfg, model_cfg, weights)
+    files = export(deploy_cfg, model_cfg, weights, args.img, args.work_dir,
+                   args.device)
     report = dict(mmdeploy=version, torch=torch.__version__,
                   backend=get_backend(deploy_cfg).value, files=files,
                   export_seconds=round(time.time() - t0, 1),
