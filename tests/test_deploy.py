@@ -166,6 +166,39 @@ def test_toy_upernet_as_exported(tmp_path):
     print('toy UPerNet, exported vs PyTorch:', report['metrics'])
 
 
+@deploy_stack
+def test_benchmark_times_the_whole_model_in_onnxruntime():
+    """tools/analysis_tools/benchmark.py ``--backend onnxruntime`` on a
+    detector and a segmentor (the toy Mask R-CNN and UPerNet, random
+    weights): each exported whole through mmdeploy (deploy.py's export, its
+    rewriters, configs/deploy/) and timed beside PyTorch in the same rounds
+    on the same input and threads. The UPerNet's labels equal PyTorch's on
+    every pixel; the Mask R-CNN's detections are compared as deploy.py
+    compares them (random heads: mmdeploy's one-NMS RPN keeps other weak
+    proposals, docs/deploy.md, so only the figures' presence is checked
+    here; the trained toy model's agreement: the tests above)."""
+    bench = load_tool('analysis_tools/benchmark')
+    common = ['--size', '128', '160', '--smoke', '--threads', '1',
+              '--backend', 'onnxruntime']
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        seg = bench.main(['segmentor', '--models', f'toy={SEG_CONFIG}',
+                          *common])
+        det = bench.main(['detector', '--models', f'toy={DET_CONFIG}',
+                          *common])
+    for rows in (seg, det):
+        assert [(r['model'], r['backend']) for r in rows] == [
+            ('toy', 'pytorch'), ('toy (onnxruntime)', 'onnxruntime')]
+        assert rows[1]['ort_vs_pytorch'] == pytest.approx(
+            rows[1]['images_per_s'] / rows[0]['images_per_s'])
+    assert seg[1]['ort_label_agreement'] == 1.0
+    assert det[1]['ort_compared'] >= 1
+    assert {'ort_unmatched', 'ort_box_max_abs', 'ort_score_max_abs'} <= set(
+        det[1])
+    print('toy UPerNet, toy Mask R-CNN in ONNX Runtime vs PyTorch:',
+          seg[1], det[1])
+
+
 def torchscript_export(module, x, opset=14):
     """``torch.onnx.export`` with the TorchScript-based exporter (opset 14:
     the first with scaled_dot_product_attention), batch, height and width

@@ -630,8 +630,22 @@ def _detector_batch(model, batch, size, train, device):
     data = demo_mm_inputs(batch_size=batch, image_shapes=(3, *size),
                           num_items=[10] * batch, num_classes=80,
                           with_mask=True, device=device)
+    data['data_samples'] = [_test_scale(s) for s in data['data_samples']]
     data = model.data_preprocessor(data, train)
     return dict(data, mode='loss' if train else 'predict')
+
+
+def _test_scale(sample):
+    """``sample`` with the meta information of an image at the test scale as
+    mmdet's test pipeline gives it (``scale_factor`` ``(1., 1.)``), without
+    the ``border`` of mmdet's demo inputs (CenterNet's, which mmdeploy's
+    post-processing would subtract from every box)."""
+    meta = dict(sample.metainfo, scale_factor=(1., 1.))
+    meta.pop('border', None)
+    new = type(sample)(metainfo=meta)
+    for key in sample.keys():
+        setattr(new, key, sample.get(key))
+    return new
 
 
 def _segmentor_batch(model, batch, size, train, device):
