@@ -154,9 +154,10 @@ def load_configs(args):
     return deploy_cfg, model_cfg
 
 
-def build_weights(model_cfg, checkpoint, out):
-    """Build the model, give it its weights (``checkpoint``, all of them,
-    or the config's initialisation) and save them to ``out``."""
+def build_model(model_cfg, checkpoint=None):
+    """The PyTorch model of ``model_cfg`` (SyncBN reverted to BN) with its
+    weights: all of ``checkpoint``'s (a file that does not fit is an error),
+    or the config's initialisation (seed 0)."""
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner.checkpoint import _load_checkpoint
@@ -182,6 +183,13 @@ def build_weights(model_cfg, checkpoint, out):
         model.load_state_dict(state)
     else:
         model.init_weights()
+    return model
+
+
+def build_weights(model_cfg, checkpoint, out):
+    """Build the model (:func:`build_model`) and save its weights to
+    ``out``: the file that the export and every comparison use."""
+    model = build_model(model_cfg, checkpoint)
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(config=model_cfg.filename,
                               checkpoint=checkpoint or 'init_weights')), out)
@@ -341,9 +349,19 @@ def compare_sample(ref, out, min_score):
         b = out.pred_sem_seg.data.cpu().numpy()
         if a.shape != b.shape:
             return dict(label_agreement=0., shapes=[a.shape, b.shape])
-        return dict(label_agreement=float((a == b).mean()))
+        return dict(label_agreement=float((a == b).mean()),
+                    label_miou=label_miou(a, b))
     return dict(score_max_abs=float(
         (ref.pred_score - out.pred_score).abs().max()))
+
+
+def label_miou(ref, out):
+    """The mean over classes (those in either label map) of the IoU of each
+    class's pixels in ``out`` with its pixels in ``ref``: the mIoU of
+    ``out`` taking ``ref`` (PyTorch's labels) as the ground truth."""
+    ious = [((ref == c) & (out == c)).sum() / ((ref == c) | (out == c)).sum()
+            for c in np.union1d(np.unique(ref), np.unique(out))]
+    return float(np.mean(ious)) if ious else 1.
 
 
 def failures(per_image, metrics=None):
@@ -413,7 +431,7 @@ def summary(per_image):
     for c in per_image.values():
         for k, v in c.items():
             if isinstance(v, (int, float)) and v is not None:
-                low = k in ('mask_min_iou', 'label_agreement')
+                low = k in ('mask_min_iou', 'label_agreement', 'label_miou')
                 worst[k] = min(worst.get(k, v), v) if low else max(
                     worst.get(k, v), v)
     return worst
