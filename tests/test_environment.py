@@ -231,8 +231,17 @@ def test_gpu_check_dry_run_offline_on_a_torch_only_python(
     results = json.loads((out_dir / 'results.json').read_text())
     steps = {s['step']: s for s in results['steps']}
     assert list(steps) == ['install', 'parity', 'throughput', 'mmcv-build',
-                           'seg-toy', 'det-toy', 'det-fps']
-    assert {s['status'] for s in steps.values()} == {'ok'}
+                           'seg-toy', 'det-toy', 'det-fps', 'trt']
+    # no GPU, TensorRT or mmdeploy here: trt skipped, saying why, and the
+    # check passes
+    assert {s['status'] for s in steps.values() if s['step'] != 'trt'} == {
+        'ok'}
+    trt = steps['trt']
+    assert trt['status'] == 'skipped' and 'no CUDA device' in trt['note']
+    assert '| trt | skipped |' in (out_dir / 'results.md').read_text()
+    trt_models = trt['data']['trt.json']['models']
+    assert list(trt_models) == ['mask-rcnn-glnet-toy', 'upernet-glnet-toy']
+    assert trt_models['upernet-glnet-toy']['amp_vs_fp32']['label_miou'] > 0
     assert results['dry_run'] and '| det-fps | ok |' in (
         out_dir / 'results.md').read_text()
     parity = steps['parity']['data']['parity.json']['models']['glnet-stl']

@@ -27,6 +27,21 @@ The rules:
   AdamW's state): its peak over the memory before it (on a CPU, ``VmHWM``
   reset through ``/proc/self/clear_refs``), mostly what autograd keeps for
   backward. ``without`` rows are measured with their trick off.
+* **ONNX Runtime** (``--backend onnxruntime``): each model also runs
+  exported, as a row ``MODEL (onnxruntime)`` in the same interleaved
+  rounds, on the same input batch, with the same weights and as many
+  intra-op threads as torch has (CPU, fp32, inference). Backbones and
+  classifiers are exported by tools/deployment/export_onnx.py (torch's
+  dynamo exporter, torch >= 2.6), detectors and segmentors whole by
+  tools/deployment/deploy.py (mmdeploy, the deploy configs of
+  :data:`DEPLOY_CONFIGS`; the classic stack, torch 2.1) and run by
+  mmdeploy's backend model, pre- and post-processing included as in the
+  PyTorch row. The row's ``ort_vs_pytorch`` is its images/s over the
+  PyTorch row's; its ``ort_*`` figures are its outputs' agreement with
+  PyTorch's on that batch (backbone, classifier: the largest relative
+  error; detector, segmentor: deploy.py's per-image comparison). Random
+  heads make mmdeploy's one-NMS RPN keep other weak proposals than mmdet's
+  (docs/deploy.md), so a random detector's detections may differ.
 * **Output**: a Markdown table, and the rows as JSON or CSV (``--out``),
   with the machine, the thread count, the precision and the settings; a
   Pareto plot of accuracy against images/s (``--pareto``, matplotlib's Agg
@@ -90,6 +105,7 @@ Examples::
     python tools/analysis_tools/benchmark.py detector --head dino --memory
     python tools/analysis_tools/benchmark.py segmentor --size 512 2048 --seg-mode slide
     python tools/analysis_tools/benchmark.py backbone --mode train --with-cp --memory
+    python tools/analysis_tools/benchmark.py backbone --threads 2 --backend onnxruntime
     python tools/analysis_tools/benchmark.py classifier --models swin-t convnext-t \
         glnet-stl glnet-4g glnet-9g --pareto pareto.png
 """
@@ -1191,7 +1207,8 @@ def main(argv=None):
         ('ort_box_max_abs', 'box diff. (px)', '.1e'),
         ('ort_score_max_abs', 'score diff.', '.1e'),
         ('ort_mask_min_iou', 'min mask IoU', '.4f'),
-        ('ort_label_agreement', 'labels agree', '.3%')]))
+        ('ort_label_agreement', 'labels agree', '.3%'),
+        ('ort_label_miou', 'labels mIoU', '.4f')]))
     if args.pareto:
         notes += pareto(args.pareto, rows, args, meta['machine'])
         print(f'\nPareto plot written to {args.pareto}')
