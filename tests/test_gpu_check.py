@@ -82,8 +82,10 @@ def test_agreement_limits():
 def test_trt_on_a_cpu_compares_pytorch_and_says_what_is_missing(tmp_path):
     """The dry run's trt step, in this process: the toy Mask R-CNN and
     UPerNet built (seeded) and run on a random image in fp32 and bf16
-    autocast, timed in interleaved rounds and compared; no engine (no CUDA
-    device here), the reasons in the JSON, the skip status returned."""
+    autocast (the UPerNet's labels compared; the Mask R-CNN's autocast
+    error, if any, reported), timed in interleaved rounds; no engine (no
+    CUDA device here), the reasons in the JSON, the skip status
+    returned."""
     needs('mmdet')
     needs('mmseg')
     needs('mmcv._ext')  # Mask R-CNN's RoIAlign and NMS
@@ -99,11 +101,11 @@ def test_trt_on_a_cpu_compares_pytorch_and_says_what_is_missing(tmp_path):
     for entry in (det, seg):
         assert entry['tensorrt'].startswith('not run: no CUDA device')
         assert entry['amp'] == 'bfloat16'
-        assert set(entry['seconds_per_image']) == {'pytorch_fp32',
-                                                   'pytorch_amp'}
-        assert entry['amp_speedup_vs_fp32'] > 0
+        assert entry['seconds_per_image']['pytorch_fp32'] > 0
         assert 'tensorrt_speedup_vs_amp' not in entry
-    assert det['amp_vs_fp32']['compared'] >= 1  # deploy.py's comparison
-    assert 'box_max_abs' in det['amp_vs_fp32']
+    # mmcv's CPU NMS takes fp32 only: the detector's AMP error is reported
+    assert 'amp_vs_fp32' in det or 'BFloat16' in det['amp_error']
+    assert set(seg['seconds_per_image']) == {'pytorch_fp32', 'pytorch_amp'}
+    assert seg['amp_speedup_vs_fp32'] > 0
     assert 0.9 <= seg['amp_vs_fp32']['label_agreement'] <= 1
     assert 0 < seg['amp_vs_fp32']['label_miou'] <= 1
