@@ -199,6 +199,42 @@ def test_benchmark_times_the_whole_model_in_onnxruntime():
           seg[1], det[1])
 
 
+@deploy_stack
+def test_gpu_check_trt_step_engine_path_on_the_cpu(tmp_path):
+    """tools/misc/gpu_check.py's trt step with ONNX Runtime engines in place
+    of TensorRT's (``--onnxruntime``; no GPU here): the toy Mask R-CNN and
+    UPerNet exported by deploy.py, built by mmdeploy's task processor, run
+    and timed beside PyTorch fp32 and AMP (bf16: the UPerNet; mmcv's CPU NMS
+    takes fp32 only, which the detector's entry says), compared with PyTorch
+    fp32 (an fp32 engine: the top detection and every pixel's label equal);
+    exit status 0. The TensorRT engines themselves: docs/deploy.md."""
+    gpu_check = load_tool('misc/gpu_check')
+    out = tmp_path / 'trt.json'
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        status = gpu_check.main([
+            'trt', '--device', 'cpu', '--work', str(tmp_path / 'work'),
+            '--out', str(out), '--toy', '--onnxruntime', '--images', '1',
+            '--rounds', '1', '--warmup', '0'])
+    result = json.loads(out.read_text())
+    assert status == 0, result['failures']
+    assert result['missing'] == [] and result['failures'] == []
+    det, seg = result['models'].values()
+    for entry in (det, seg):
+        assert entry['engine'] == 'onnxruntime (fp32 stand-in)'
+        assert entry['build_s'] > 0 and entry['engine_speedup_vs_fp32'] > 0
+        assert entry['engine_vs_fp32']['within_limits']
+        assert osp.isfile(entry['engine_files'][0])
+    assert det['engine_vs_fp32']['compared'] >= 1
+    assert det['engine_vs_fp32']['unmatched'] == 0
+    assert det['engine_vs_fp32']['mask_min_iou'] >= .99
+    assert 'BFloat16' in det['amp_error']
+    assert seg['engine_vs_fp32']['label_agreement'] == 1.0
+    assert seg['engine_vs_fp32']['label_miou'] == 1.0
+    assert seg['engine_speedup_vs_amp'] > 0
+    print('gpu_check trt, ONNX Runtime stand-in:', det, seg)
+
+
 def torchscript_export(module, x, opset=14):
     """``torch.onnx.export`` with the TorchScript-based exporter (opset 14:
     the first with scaled_dot_product_attention), batch, height and width

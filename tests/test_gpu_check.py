@@ -99,10 +99,11 @@ def test_trt_on_a_cpu_compares_pytorch_and_says_what_is_missing(tmp_path):
     assert result['failures'] == []
     det, seg = result['models'].values()
     for entry in (det, seg):
-        assert entry['tensorrt'].startswith('not run: no CUDA device')
+        assert entry['engine_error'].startswith('not run: no CUDA device')
+        assert entry['engine'] == 'tensorrt (fp16)'
         assert entry['amp'] == 'bfloat16'
         assert entry['seconds_per_image']['pytorch_fp32'] > 0
-        assert 'tensorrt_speedup_vs_amp' not in entry
+        assert 'engine_speedup_vs_amp' not in entry
     # mmcv's CPU NMS takes fp32 only: the detector's AMP error is reported
     assert 'amp_vs_fp32' in det or 'BFloat16' in det['amp_error']
     assert set(seg['seconds_per_image']) == {'pytorch_fp32', 'pytorch_amp'}

@@ -264,23 +264,26 @@ def det(args):
 #: GPU, TensorRT or mmdeploy): ``nox -s gpu_check`` reports it as skipped,
 #: with the step's JSON saying why, not as a failure.
 SKIPPED = 3
-#: The fp16 TensorRT engines of the issue: deploy config (configs/deploy/),
-#: model config and the images' (height, width). ``--toy`` (the dry run):
-#: the toy models, tiny images, whose engines are never built on a CPU.
+#: The fp16 TensorRT engines of the issue: deploy configs (configs/deploy/:
+#: TensorRT's, and ONNX Runtime's for ``--onnxruntime``), model config and
+#: the images' (height, width). ``--toy`` (the dry run): the toy models at
+#: tiny sizes.
+TRT_DET = ('instance-seg_tensorrt-fp16_dynamic-320x320-1344x1344.py',
+           'instance-seg_onnxruntime_dynamic.py')
 TRT_MODELS = {
-    'mask-rcnn-glnet-stl': (
-        'instance-seg_tensorrt-fp16_dynamic-320x320-1344x1344.py',
+    'mask-rcnn-glnet-stl': TRT_DET + (
         'configs/detection/mask-rcnn_glnet-stl_fpn_1x_coco.py', (480, 640)),
     'upernet-glnet-stl': (
         'segmentation_tensorrt-fp16_static-512x512.py',
+        'segmentation_onnxruntime_static-512x512.py',
         'configs/segmentation/upernet_glnet-stl_8xb2-160k_ade20k-512x512.py',
         (512, 512)),
 }
 TRT_TOY = {
-    'mask-rcnn-glnet-toy': (TRT_MODELS['mask-rcnn-glnet-stl'][0], TOY_DET,
-                            (96, 128)),
-    'upernet-glnet-toy': (TRT_MODELS['upernet-glnet-stl'][0], TOY_SEG,
-                          (128, 160)),
+    'mask-rcnn-glnet-toy': TRT_DET + (TOY_DET, (96, 128)),
+    'upernet-glnet-toy': (
+        'segmentation_tensorrt-fp16_static-512x512.py',
+        'segmentation_onnxruntime_static-128x160.py', TOY_SEG, (128, 160)),
 }
 #: The step's limits for an fp16 engine (and PyTorch AMP) against PyTorch
 #: fp32 (first guesses, looser than deploy.py's fp32 limits; to be revisited
@@ -299,15 +302,22 @@ def load_tool(name):
     return module
 
 
-def trt_missing(device, deploy):
+def trt_missing(device, deploy, onnxruntime=False):
     """Why TensorRT engines cannot be built here (empty: they can): a CUDA
     device, the ``tensorrt`` package of TensorRT 8 (mmdeploy 1.3.1's
     plugins link libnvinfer.so.8, CUDA 11 and cuDNN 8), mmdeploy on the
     torch it exports on (``deploy``'s stack check, which names the
-    versions) and its TensorRT plugins (RoIAlign, NMS), loaded."""
+    versions) and its TensorRT plugins (RoIAlign, NMS), loaded. With
+    ``onnxruntime`` (the stand-in engine): mmdeploy only."""
     import importlib.util
 
     import torch
+    if onnxruntime:
+        try:
+            deploy.check_stack()
+        except SystemExit as error:
+            return [str(error)]
+        return []
     missing = []
     if not (device.startswith('cuda') and torch.cuda.is_available()):
         missing.append(f'no CUDA device (--device {device}, torch '
@@ -356,8 +366,8 @@ def agreement(deploy, refs, outs):
     return dict(worst, within_limits=bool(ok))
 
 
-def trt_model(name, deploy_file, config, size, args, missing, deploy,
-              bench):
+def trt_model(name, trt_file, ort_file, config, size, args, missing,
+              deploy, bench):
     """One model: PyTorch fp32 and AMP on ``args.images`` random images
     (seed 0) of ``size``, the fp16 engine built and run where nothing is
     ``missing``; latency of each in interleaved rounds (benchmark.py's),
@@ -394,7 +404,10 @@ def trt_model(name, deploy_file, config, size, args, missing, deploy,
                                              enabled=autocast):
             return [model.test_step(b)[0] for b in batches]
 
+    deploy_file = ort_file if args.onnxruntime else trt_file
     entry = dict(config=config, deploy_config=deploy_file,
+                 engine='onnxruntime (fp32 stand-in)' if args.onnxruntime
+                 else 'tensorrt (fp16)',
                  image_size=list(size), images=len(images),
                  amp=str(amp).replace('torch.', ''))
     refs = pytorch(False)
@@ -407,7 +420,7 @@ def trt_model(name, deploy_file, config, size, args, missing, deploy,
         calls['pytorch_amp'] = lambda: pytorch(True)
         entry['amp_vs_fp32'] = agreement(deploy, refs, amp_outs)
     if missing:
-        entry['tensorrt'] = 'not run: ' + '; '.join(missing)
+        entry['engine_error'] = 'not run: ' + '; '.join(missing)
     else:
         from mmdeploy.apis.utils import build_task_processor
         from mmdeploy.utils import load_config
@@ -421,12 +434,12 @@ def trt_model(name, deploy_file, config, size, args, missing, deploy,
         engine = processor.build_backend_model(
             files, processor.update_data_preprocessor)
 
-        def tensorrt():
+        def run_engine():
             with torch.no_grad():
                 return [engine.test_step(b)[0] for b in batches]
 
-        calls['tensorrt'] = tensorrt
-        entry['tensorrt_vs_fp32'] = agreement(deploy, refs, tensorrt())
+        calls['engine'] = run_engine
+        entry['engine_vs_fp32'] = agreement(deploy, refs, run_engine())
         entry['engine_files'] = files
     times = bench.time_interleaved(calls, args.rounds, args.warmup,
                                    args.device)
@@ -434,8 +447,8 @@ def trt_model(name, deploy_file, config, size, args, missing, deploy,
         k: statistics.median(v) / len(images) for k, v in times.items()}
     per = entry['seconds_per_image']
     for faster, slower, key in (
-            ('tensorrt', 'pytorch_amp', 'tensorrt_speedup_vs_amp'),
-            ('tensorrt', 'pytorch_fp32', 'tensorrt_speedup_vs_fp32'),
+            ('engine', 'pytorch_amp', 'engine_speedup_vs_amp'),
+            ('engine', 'pytorch_fp32', 'engine_speedup_vs_fp32'),
             ('pytorch_amp', 'pytorch_fp32', 'amp_speedup_vs_fp32')):
         if faster in per and slower in per:
             entry[key] = per[slower] / per[faster]
@@ -450,10 +463,13 @@ def trt(args):
     AMP. Where no engine can be built (no GPU, no TensorRT 8, no mmdeploy on
     its torch 2.1) the PyTorch side still runs and is compared (AMP against
     fp32: bf16 on a CPU), the JSON names what is missing, and the exit
-    status is :data:`SKIPPED`."""
+    status is :data:`SKIPPED`. ``--onnxruntime`` tests the engine path on a
+    CPU (tests/test_deploy.py, the classic stack): the same export, run,
+    timing and comparison with ONNX Runtime (fp32) engines in place of
+    TensorRT's."""
     deploy = load_tool('deployment/deploy')
     bench = load_tool('analysis_tools/benchmark')
-    missing = trt_missing(args.device, deploy)
+    missing = trt_missing(args.device, deploy, args.onnxruntime)
     if not missing:
         deploy.register_rewriters()
     result = dict(device=args.device, missing=missing, rounds=args.rounds,
@@ -463,7 +479,7 @@ def trt(args):
         entry = trt_model(name, *spec, args, missing, deploy, bench)
         result['models'][name] = entry
         print(f'{name}: {json.dumps(entry)}', flush=True)
-        engine = entry.get('tensorrt_vs_fp32')  # AMP's: for comparison
+        engine = entry.get('engine_vs_fp32')  # AMP's: for comparison
         if engine and not engine['within_limits']:
             failures.append(f'{name}: the engine against PyTorch fp32 '
                             f'{engine}')
@@ -681,6 +697,9 @@ def main(argv=None):
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--toy', action='store_true', help='the toy models at '
                    'tiny sizes (the dry run)')
+    p.add_argument('--onnxruntime', action='store_true', help='a test of '
+                   'the engine path on a CPU: ONNX Runtime (fp32) engines '
+                   'through the same export, run and comparison')
     sub.choices['seg'].add_argument(
         '--models', nargs='+', default=SEG_MODELS, choices=SEG_MODELS,
         help='backbones of the toy UPerNet (default: all)')
