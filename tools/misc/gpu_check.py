@@ -342,7 +342,7 @@ def trt_missing(device, deploy, onnxruntime=False):
     return missing
 
 
-def test_inputs(cfg, image):
+def pipeline_inputs(cfg, image):
     """One image file through the config's test pipeline, less its
     annotation loading (as mmdeploy's and the toolboxes' inference APIs
     do): a batch of one for ``test_step``."""
@@ -395,7 +395,7 @@ def trt_model(name, trt_file, ort_file, config, size, args, missing,
         images.append(osp.join(work, f'image{i}.png'))
         mmcv.imwrite(rng.integers(0, 256, (*size, 3), dtype=np.uint8),
                      images[-1])
-    batches = [test_inputs(cfg, image) for image in images]
+    batches = [pipeline_inputs(cfg, image) for image in images]
     amp = torch.float16 if args.device.startswith('cuda') else torch.bfloat16
     device_type = args.device.split(':')[0]
 
@@ -467,6 +467,9 @@ def trt(args):
     CPU (tests/test_deploy.py, the classic stack): the same export, run,
     timing and comparison with ONNX Runtime (fp32) engines in place of
     TensorRT's."""
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 is fp32 (parity)
+    torch.backends.cudnn.allow_tf32 = False
     deploy = load_tool('deployment/deploy')
     bench = load_tool('analysis_tools/benchmark')
     missing = trt_missing(args.device, deploy, args.onnxruntime)
