@@ -173,6 +173,33 @@ def test_detector_and_segmentor_smoke(bench):
         seg[1]['images_per_s'] / seg[0]['images_per_s'])
 
 
+def test_onnxruntime_rows_beside_pytorch(bench, capsys, monkeypatch):
+    """``--backend onnxruntime``: each model also exported (the dynamo
+    exporter of tools/deployment/export_onnx.py) and timed in ONNX Runtime
+    in the same rounds, on the same input and threads: its row, its images/s
+    over the PyTorch row's, and its outputs equal to PyTorch's (1e-4
+    relative). The whole detector/segmentor through mmdeploy:
+    tests/test_deploy.py (the classic stack)."""
+    pytest.importorskip('onnxruntime')
+    needs('onnxscript')  # torch's dynamo exporter writes ONNX with it
+    # the toy preset of the arch table (not a model of the harness: its
+    # export takes seconds, GLNet-STL's 15 s)
+    monkeypatch.setitem(bench.GLNET, 'glnet-toy', 'toy')
+    rows = bench.main(['backbone', '--models', 'glnet-toy', '--size', '64',
+                       '--batch', '1', '--smoke', '--threads', '1',
+                       '--backend', 'onnxruntime'])
+    assert [(r['model'], r['backend']) for r in rows] == [
+        ('glnet-toy', 'pytorch'), ('glnet-toy (onnxruntime)', 'onnxruntime')]
+    torch_row, ort_row = rows
+    assert ort_row['ort_max_rel_err'] < 1e-4
+    assert ort_row['ort_vs_pytorch'] == pytest.approx(
+        ort_row['images_per_s'] / torch_row['images_per_s'])
+    assert ort_row['params_m'] == torch_row['params_m']
+    out = capsys.readouterr().out
+    assert '| glnet-toy (onnxruntime) |' in out and 'vs PyTorch' in out
+    assert 'onnxruntime 1.' in out  # its version in the header
+
+
 def test_heads_resolve_to_configs(bench):
     """Each head: the shipped GLNet config, and the Swin-T config of the same
     head (DINO: mmdet's DINO-4scale with Swin-T swapped in)."""
@@ -206,6 +233,10 @@ def test_heads_resolve_to_configs(bench):
     (['backbone', '--with-cp'], '--mode train or --memory'),
     (['detector', '--head', 'yolo'], "no detector head 'yolo'"),
     (['backbone', '--head', 'dino'], '--head is for detector/segmentor'),
+    (['backbone', '--backend', 'onnxruntime', '--mode', 'train'],
+     'not with --mode train'),
+    (['detector', '--backend', 'onnxruntime', '--precision', 'bf16',
+      '--compile'], 'not with --precision bf16, --compile'),
 ])
 def test_bad_arguments_are_named(bench, capsys, argv, message):
     with pytest.raises(SystemExit):

@@ -166,6 +166,75 @@ def test_toy_upernet_as_exported(tmp_path):
     print('toy UPerNet, exported vs PyTorch:', report['metrics'])
 
 
+@deploy_stack
+def test_benchmark_times_the_whole_model_in_onnxruntime():
+    """tools/analysis_tools/benchmark.py ``--backend onnxruntime`` on a
+    detector and a segmentor (the toy Mask R-CNN and UPerNet, random
+    weights): each exported whole through mmdeploy (deploy.py's export, its
+    rewriters, configs/deploy/) and timed beside PyTorch in the same rounds
+    on the same input and threads. The UPerNet's labels equal PyTorch's on
+    every pixel; the Mask R-CNN's detections are compared as deploy.py
+    compares them (random heads: mmdeploy's one-NMS RPN keeps other weak
+    proposals, docs/deploy.md, so only the figures' presence is checked
+    here; the trained toy model's agreement: the tests above)."""
+    bench = load_tool('analysis_tools/benchmark')
+    common = ['--size', '128', '160', '--smoke', '--threads', '1',
+              '--backend', 'onnxruntime']
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        seg = bench.main(['segmentor', '--models', f'toy={SEG_CONFIG}',
+                          *common])
+        det = bench.main(['detector', '--models', f'toy={DET_CONFIG}',
+                          *common])
+    for rows in (seg, det):
+        assert [(r['model'], r['backend']) for r in rows] == [
+            ('toy', 'pytorch'), ('toy (onnxruntime)', 'onnxruntime')]
+        assert rows[1]['ort_vs_pytorch'] == pytest.approx(
+            rows[1]['images_per_s'] / rows[0]['images_per_s'])
+    assert seg[1]['ort_label_agreement'] == 1.0
+    assert det[1]['ort_compared'] >= 1
+    assert {'ort_unmatched', 'ort_box_max_abs', 'ort_score_max_abs'} <= set(
+        det[1])
+    print('toy UPerNet, toy Mask R-CNN in ONNX Runtime vs PyTorch:',
+          seg[1], det[1])
+
+
+@deploy_stack
+def test_gpu_check_trt_step_engine_path_on_the_cpu(tmp_path):
+    """tools/misc/gpu_check.py's trt step with ONNX Runtime engines in place
+    of TensorRT's (``--onnxruntime``; no GPU here): the toy Mask R-CNN and
+    UPerNet exported by deploy.py, built by mmdeploy's task processor, run
+    and timed beside PyTorch fp32 and AMP (bf16: the UPerNet; mmcv's CPU NMS
+    takes fp32 only, which the detector's entry says), compared with PyTorch
+    fp32 (an fp32 engine: the top detection and every pixel's label equal);
+    exit status 0. The TensorRT engines themselves: docs/deploy.md."""
+    gpu_check = load_tool('misc/gpu_check')
+    out = tmp_path / 'trt.json'
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        status = gpu_check.main([
+            'trt', '--device', 'cpu', '--work', str(tmp_path / 'work'),
+            '--out', str(out), '--toy', '--onnxruntime', '--images', '1',
+            '--rounds', '1', '--warmup', '0'])
+    result = json.loads(out.read_text())
+    assert status == 0, result['failures']
+    assert result['missing'] == [] and result['failures'] == []
+    det, seg = result['models'].values()
+    for entry in (det, seg):
+        assert entry['engine'] == 'onnxruntime (fp32 stand-in)'
+        assert entry['build_s'] > 0 and entry['engine_speedup_vs_fp32'] > 0
+        assert entry['engine_vs_fp32']['within_limits']
+        assert osp.isfile(entry['engine_files'][0])
+    assert det['engine_vs_fp32']['compared'] >= 1
+    assert det['engine_vs_fp32']['unmatched'] == 0
+    assert det['engine_vs_fp32']['mask_min_iou'] >= .99
+    assert 'BFloat16' in det['amp_error']
+    assert seg['engine_vs_fp32']['label_agreement'] == 1.0
+    assert seg['engine_vs_fp32']['label_miou'] == 1.0
+    assert seg['engine_speedup_vs_amp'] > 0
+    print('gpu_check trt, ONNX Runtime stand-in:', det, seg)
+
+
 def torchscript_export(module, x, opset=14):
     """``torch.onnx.export`` with the TorchScript-based exporter (opset 14:
     the first with scaled_dot_product_attention), batch, height and width

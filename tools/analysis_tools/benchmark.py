@@ -27,6 +27,21 @@ The rules:
   AdamW's state): its peak over the memory before it (on a CPU, ``VmHWM``
   reset through ``/proc/self/clear_refs``), mostly what autograd keeps for
   backward. ``without`` rows are measured with their trick off.
+* **ONNX Runtime** (``--backend onnxruntime``): each model also runs
+  exported, as a row ``MODEL (onnxruntime)`` in the same interleaved
+  rounds, on the same input batch, with the same weights and as many
+  intra-op threads as torch has (CPU, fp32, inference). Backbones and
+  classifiers are exported by tools/deployment/export_onnx.py (torch's
+  dynamo exporter, torch >= 2.6), detectors and segmentors whole by
+  tools/deployment/deploy.py (mmdeploy, the deploy configs of
+  :data:`DEPLOY_CONFIGS`; the classic stack, torch 2.1) and run by
+  mmdeploy's backend model, pre- and post-processing included as in the
+  PyTorch row. The row's ``ort_vs_pytorch`` is its images/s over the
+  PyTorch row's; its ``ort_*`` figures are its outputs' agreement with
+  PyTorch's on that batch (backbone, classifier: the largest relative
+  error; detector, segmentor: deploy.py's per-image comparison). Random
+  heads make mmdeploy's one-NMS RPN keep other weak proposals than mmdet's
+  (docs/deploy.md), so a random detector's detections may differ.
 * **Output**: a Markdown table, and the rows as JSON or CSV (``--out``),
   with the machine, the thread count, the precision and the settings; a
   Pareto plot of accuracy against images/s (``--pareto``, matplotlib's Agg
@@ -90,6 +105,7 @@ Examples::
     python tools/analysis_tools/benchmark.py detector --head dino --memory
     python tools/analysis_tools/benchmark.py segmentor --size 512 2048 --seg-mode slide
     python tools/analysis_tools/benchmark.py backbone --mode train --with-cp --memory
+    python tools/analysis_tools/benchmark.py backbone --threads 2 --backend onnxruntime
     python tools/analysis_tools/benchmark.py classifier --models swin-t convnext-t \
         glnet-stl glnet-4g glnet-9g --pareto pareto.png
 """
@@ -106,7 +122,8 @@ import platform
 import statistics
 import sys
 import time
-from contextlib import nullcontext
+import tempfile
+from contextlib import ExitStack, nullcontext
 
 import torch
 import yaml
@@ -172,6 +189,15 @@ CONFIGS = {
     },
 }
 FLOP_TASKS = ('backbone', 'classifier')  # FLOPs and GEMM rate counted
+# --backend onnxruntime: the mmdeploy deploy config (configs/deploy/) that
+# exports each head whole (ONNX Runtime, CPU, fp32); a segmentor's static
+# input shape is set to the run's --size. Backbones and classifiers export
+# with tools/deployment/export_onnx.py (torch's dynamo exporter).
+DEPLOY_CONFIGS = {
+    'detector': {'mask-rcnn': 'instance-seg_onnxruntime_dynamic.py'},
+    'segmentor': {'upernet': 'segmentation_onnxruntime_static-512x512.py'},
+}
+BACKENDS = ('pytorch', 'onnxruntime')
 # ImageNet-1k top-1 for --pareto of the baselines, in mmpretrain's installed
 # metafiles ('<folder>/<entry>'); a GLNet model's is the entry of the repo's
 # model-index.yml named after it (top1()).
@@ -373,11 +399,14 @@ def machine(device):
 def add_ratios(rows, baseline, keys):
     """Add ``<key>_vs_baseline`` to every row of the same settings as a row
     of the ``baseline`` model (settings: every key but ``keys``, the
-    :data:`FIGURES` and the ratios)."""
+    :data:`FIGURES`, the ratios and the ONNX Runtime rows' ``ort_*``
+    figures; ``backend`` is a setting: an ONNX Runtime row's baseline is the
+    baseline's ONNX Runtime row)."""
     def settings(row):
         return tuple((k, v) for k, v in row.items()
                      if k not in keys and k not in FIGURES and k != 'without'
-                     and not k.endswith('_vs_baseline'))
+                     and not k.endswith('_vs_baseline')
+                     and not k.startswith('ort_'))
 
     bases = {settings(r): r for r in rows if r['model'] == baseline}
     for row in rows:
@@ -617,8 +646,22 @@ def _detector_batch(model, batch, size, train, device):
     data = demo_mm_inputs(batch_size=batch, image_shapes=(3, *size),
                           num_items=[10] * batch, num_classes=80,
                           with_mask=True, device=device)
+    data['data_samples'] = [_test_scale(s) for s in data['data_samples']]
     data = model.data_preprocessor(data, train)
     return dict(data, mode='loss' if train else 'predict')
+
+
+def _test_scale(sample):
+    """``sample`` with the meta information of an image at the test scale as
+    mmdet's test pipeline gives it (``scale_factor`` ``(1., 1.)``), without
+    the ``border`` of mmdet's demo inputs (CenterNet's, which mmdeploy's
+    post-processing would subtract from every box)."""
+    meta = dict(sample.metainfo, scale_factor=(1., 1.))
+    meta.pop('border', None)
+    new = type(sample)(metainfo=meta)
+    for key in sample.keys():
+        setattr(new, key, sample.get(key))
+    return new
 
 
 def _segmentor_batch(model, batch, size, train, device):
@@ -650,11 +693,14 @@ def _loss(out):
     return sum(_loss(o) for o in out)
 
 
-def make_call(task, model, make, settings, train):
+def make_call(task, model, make, settings, train, data=None):
     """A function that runs one timed call: inference (no grad) or a full
-    training step (forward, loss, backward, AdamW update)."""
+    training step (forward, loss, backward, AdamW update); on ``data`` (the
+    forward's arguments, made by ``make``) if given, else on a new batch."""
     device, precision = settings['device'], settings['precision']
-    data = make(model, settings['batch'], settings['size'], train, device)
+    if data is None:
+        data = make(model, settings['batch'], settings['size'], train,
+                    device)
     if settings['channels_last'] and 'x' in data:
         data['x'] = data['x'].contiguous(memory_format=torch.channels_last)
     if settings['channels_last'] and task == 'classifier':
@@ -708,6 +754,155 @@ def train_memory(task, spec, settings, trick=None):
                          train=True)
 
     return measure_train_memory(build_step, settings['device'])
+
+
+# ------------------------------------------------------------ onnxruntime
+def _load_tool(name):
+    """The module of ``tools/<name>.py`` (tools/ is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        osp.basename(name), osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_onnxruntime(task):
+    """What ``--backend onnxruntime`` needs for ``task``, or a SystemExit
+    naming what is missing: onnxruntime; for a backbone or classifier torch's
+    dynamo exporter (tools/deployment/export_onnx.py: torch >= 2.6); for a
+    detector or segmentor mmdeploy on the torch it exports on (the classic
+    stack: tools/deployment/deploy.py's check, which names the versions)."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise SystemExit(f'--backend onnxruntime: onnxruntime is not '
+                         f'installed ({error}); pip install "glnet_mm[export]"'
+                         ' (backbone, classifier) or "glnet_mm[deploy]" on '
+                         'the classic stack (detector, segmentor)')
+    versions = dict(onnxruntime=onnxruntime.__version__)
+    if task in CONFIGS:
+        versions['mmdeploy'] = _load_tool('deployment/deploy').check_stack()
+    else:
+        from glnet_mm.utils.compat import require_torch
+        try:
+            require_torch('onnx_export')
+        except RuntimeError as error:
+            raise SystemExit(f'--backend onnxruntime, {task}: {error}')
+    return versions
+
+
+def ort_session(path, threads, custom_ops=None):
+    """An ONNX Runtime CPU session of ``path`` on ``threads`` intra-op
+    threads (the run's torch threads), operators run one at a time as
+    PyTorch runs them; ``custom_ops``: a custom-op library to register."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if custom_ops:
+        options.register_custom_ops_library(custom_ops)
+    return ort.InferenceSession(path, options,
+                                providers=['CPUExecutionProvider'])
+
+
+def _ort_module(task, model, export_onnx):
+    """The module of ``model`` that export_onnx exports: the backbone, or
+    the classifier as images -> logits."""
+    if task == 'classifier':
+        return export_onnx.ClassifierLogits(model).eval()
+    return model.eval()
+
+
+def onnxruntime_call(task, spec, head, model, data, size, work):
+    """``model`` exported to ONNX Runtime (CPU, fp32) with the same weights:
+    a function that runs one call of it on ``data`` (the PyTorch call's
+    forward arguments) and its outputs' agreement with PyTorch's on them.
+
+    Backbone and classifier: tools/deployment/export_onnx.py's export at the
+    batch and ``size`` of ``data`` (a static graph), agreement
+    ``ort_max_rel_err`` (max abs difference over the max abs PyTorch value,
+    the worst output). Detector and segmentor: the whole model through
+    mmdeploy (tools/deployment/deploy.py's export and rewriters, the deploy
+    config of :data:`DEPLOY_CONFIGS`), run by mmdeploy's backend model on
+    the already preprocessed ``data`` (its pre- and post-processing timed
+    as PyTorch's are); agreement per image by deploy.py's comparison (boxes,
+    scores, masks' IoU; segmentation labels), the worst over the batch.
+    """
+    threads = torch.get_num_threads()
+    if task not in CONFIGS:
+        export_onnx = _load_tool('deployment/export_onnx')
+        module = _ort_module(task, model, export_onnx)
+        x = data['x'] if task == 'backbone' else data['inputs']
+        path = osp.join(work, 'model.onnx')
+        export_onnx.export(module, path, tuple(x.shape[-2:]),
+                           batch=x.shape[0], output_names=[
+                               f'out{i}' for i in range(
+                                   4 if task == 'backbone' else 1)])
+        session = ort_session(path, threads)
+        feed = {session.get_inputs()[0].name: x.numpy()}
+        errors = export_onnx.relative_errors(
+            session.run(None, feed), export_onnx.torch_outputs(module, x))
+        return (lambda: session.run(None, feed)), dict(
+            ort_max_rel_err=max(errors))
+    deploy = _load_tool('deployment/deploy')
+    deploy.register_rewriters()
+    from mmdeploy.apis.utils import build_task_processor
+    from mmdeploy.utils import load_config
+    if head not in DEPLOY_CONFIGS[task]:
+        raise ValueError(f'--backend onnxruntime: no deploy config for the '
+                         f'{task} head {head!r} (configs/deploy/: '
+                         f'{sorted(DEPLOY_CONFIGS[task])})')
+    deploy_cfg, = load_config(osp.join(REPO, 'configs', 'deploy',
+                                       DEPLOY_CONFIGS[task][head]))
+    if task == 'segmentor':  # mmdeploy exports mmseg models at one shape
+        deploy_cfg.onnx_config.input_shape = [size[1], size[0]]  # W, H
+    model_cfg = _config(task, spec)
+    weights = osp.join(work, 'pytorch.pth')
+    torch.save(dict(state_dict=model.state_dict()), weights)
+    import mmcv
+    import numpy as np
+    img = osp.join(work, 'trace.png')  # what torch2onnx traces with
+    mmcv.imwrite(np.random.default_rng(0).integers(
+        0, 256, (*size, 3), dtype=np.uint8), img)
+    files = deploy.export(deploy_cfg, model_cfg, weights, img, work)
+    processor = build_task_processor(model_cfg, deploy_cfg, 'cpu')
+    backend = processor.build_backend_model(
+        files, processor.update_data_preprocessor)
+    use_threads(backend, files[0], threads)
+    with torch.no_grad():
+        refs = model(**copy.deepcopy(data))
+        outs = backend(**copy.deepcopy(data))
+    worst = deploy.summary({i: deploy.compare_sample(r, o, 0.3)
+                            for i, (r, o) in enumerate(zip(refs, outs))})
+
+    def infer():
+        with torch.no_grad():
+            backend(**data)
+
+    return infer, {f'ort_{k}': v for k, v in worst.items()}
+
+
+def use_threads(backend_model, onnx_file, threads):
+    """Give the ONNX Runtime session of an mmdeploy backend model
+    ``threads`` intra-op threads: mmdeploy's ORTWrapper makes its session
+    of ``onnx_file`` with default options (as many threads as the machine
+    has cores), which would compare ONNX Runtime on all cores with PyTorch
+    on ``--threads``. The session is made again (:func:`ort_session`, with
+    mmdeploy's custom-op library where it has one), and its I/O binding."""
+    from mmdeploy.backend.onnxruntime.init_plugins import get_ops_path
+    from mmdeploy.backend.onnxruntime.wrapper import ORTWrapper
+    wrappers = [m for m in backend_model.modules()
+                if isinstance(m, ORTWrapper)]
+    if len(wrappers) != 1:
+        raise TypeError(f'{type(backend_model).__name__}: {len(wrappers)} '
+                        'ONNX Runtime sessions, not one')
+    wrapper, = wrappers
+    ops = get_ops_path()
+    wrapper.sess = ort_session(onnx_file, threads,
+                               ops if osp.exists(ops) else None)
+    wrapper.io_binding = wrapper.sess.io_binding()
 
 
 # ---------------------------------------------------------------- figures
@@ -830,6 +1025,12 @@ def parse_args(argv=None):
                         choices=tuple(SPEED_TRICKS), help='A/B: each GLNet '
                         'model also runs without each of these speed tricks, '
                         'in the same rounds')
+    parser.add_argument('--backend', choices=BACKENDS, default='pytorch',
+                        help='onnxruntime: each model also runs exported to '
+                        'ONNX Runtime (CPU, fp32, the same weights, input '
+                        'and threads) as a row "MODEL (onnxruntime)" in the '
+                        'same rounds, with its images/s over the PyTorch '
+                        "row's and its outputs' agreement with PyTorch's")
     parser.add_argument('--smoke', action='store_true',
                         help='one round, no warm-up: does it run?')
     parser.add_argument('--out', help='write the rows to this .json/.csv')
@@ -863,6 +1064,18 @@ def parse_args(argv=None):
     if args.with_cp and args.mode != 'train' and not args.memory:
         parser.error('--with-cp changes training steps only: use it with '
                      '--mode train or --memory')
+    if args.backend == 'onnxruntime':
+        other = [flag for flag, on in (
+            (f'--device {args.device}', args.device != 'cpu'),
+            (f'--precision {args.precision}', args.precision != 'fp32'),
+            ('--mode train', args.mode == 'train'),
+            ('--compile', args.compile),
+            ('--channels-last', args.channels_last),
+            ('--memory', args.memory), ('--without', bool(args.without)))
+            if on]
+        if other:
+            parser.error('--backend onnxruntime times fp32 inference on the '
+                         f'CPU: not with {", ".join(other)}')
     if args.head and args.task not in CONFIGS:
         parser.error(f'--head is for detector/segmentor, not {args.task}')
     if args.task in CONFIGS:
@@ -879,6 +1092,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    versions = (check_onnxruntime(args.task)
+                if args.backend == 'onnxruntime' else {})
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = dict(device=args.device, precision=args.precision,
@@ -888,6 +1103,7 @@ def main(argv=None):
                     with_cp=args.with_cp)
     flops = args.task in FLOP_TASKS
     rows, calls, notes = [], {}, []
+    exports = ExitStack()  # the ONNX files' folders, removed at the end
     for name, spec in args.models.items():
         model, make = build(args.task, spec, args.device, args.channels_last,
                             args.with_cp)
@@ -896,6 +1112,7 @@ def main(argv=None):
             size=f'{args.size[0]}x{args.size[1]}', batch=args.batch,
             precision=args.precision, channels_last=args.channels_last,
             compile=args.compile, with_cp=args.with_cp, without=None,
+            backend='pytorch',
             params_m=count_params(getattr(model, 'backbone', model)) / 1e6)
         if flops:
             try:
@@ -905,8 +1122,25 @@ def main(argv=None):
                 notes.append(f'{name}: FLOPs not counted '
                              f'({type(error).__name__}: {error})')
         rows.append(row)
+        data = None
+        if args.backend == 'onnxruntime':  # one batch for both
+            data = make(model, args.batch, args.size, False, args.device)
         calls[name] = make_call(args.task, model, make, settings,
-                                train=args.mode == 'train')
+                                train=args.mode == 'train', data=data)
+        if args.backend == 'onnxruntime':
+            work = exports.enter_context(tempfile.TemporaryDirectory(
+                prefix='glnet_mm_ort_'))
+            try:
+                call, agreement = onnxruntime_call(
+                    args.task, spec, args.head, model, copy.deepcopy(data),
+                    args.size, work)
+            except Exception as error:  # the PyTorch row stays
+                notes.append(f'{name}: not exported to ONNX Runtime '
+                             f'({type(error).__name__}: {error})')
+            else:
+                rows.append(dict(row, model=f'{name} (onnxruntime)',
+                                 backend='onnxruntime', **agreement))
+                calls[rows[-1]['model']] = call
         for trick in args.without if name not in OTHERS else ():
             rows.append(dict(row, model=f'{name} without {trick}',
                              without=trick))
@@ -914,8 +1148,9 @@ def main(argv=None):
     gemm = ('gemm', GEMM_N)  # a key no model name can take
     if flops:
         calls[gemm] = gemm_call(args.device, args.precision)
-    times = time_interleaved(calls, args.rounds, args.warmup,
-                                     args.device)
+    with exports:
+        times = time_interleaved(calls, args.rounds, args.warmup,
+                                 args.device)
     gemm_rate = gemm_gflop_s(times[gemm]) if flops else None
     for row in rows:
         row.update(summarise(times[row['model']], args.batch))
@@ -927,13 +1162,19 @@ def main(argv=None):
             row['train_mem_gib'], row['step_mem_gib'] = isolated(
                 train_memory, args.task, args.models[name], settings,
                 row['without'])
+    pytorch = {r['model']: r for r in rows if r['backend'] == 'pytorch'}
+    for row in rows:  # ONNX Runtime against PyTorch, the same model
+        if row['backend'] == 'onnxruntime':
+            twin = pytorch[row['model'][:-len(' (onnxruntime)')]]
+            row['ort_vs_pytorch'] = (row['images_per_s'] /
+                                     twin['images_per_s'])
     keys = ('images_per_s', 'best_images_per_s', 'train_mem_gib',
             'step_mem_gib')
     if args.baseline:
         add_ratios(rows, args.baseline, keys)
     meta = dict(machine=machine(args.device), torch=torch.__version__,
                 threads=torch.get_num_threads(), rounds=args.rounds,
-                warmup=args.warmup, baseline=args.baseline)
+                warmup=args.warmup, baseline=args.baseline, **versions)
     if flops:
         meta.update(gemm=f'{GEMM_N}^3 matmul, {args.precision}',
                     gemm_gflop_s=gemm_rate)
@@ -948,6 +1189,7 @@ def main(argv=None):
           f'; {meta["machine"]}; '
           f'median (best) of {args.rounds} interleaved rounds'
           + (f'; ratios vs {args.baseline}' if args.baseline else '')
+          + ''.join(f'; {k} {v}' for k, v in versions.items())
           + gemm_note + '\n')
     print(markdown(rows, [
         ('model', 'model', ''), ('params_m', 'backbone params (M)', '.1f'),
@@ -957,7 +1199,16 @@ def main(argv=None):
         ('gflop_s', 'GFLOP/s (median)', '.1f'),
         ('gemm_fraction', 'of GEMM rate', '.1%'),
         ('train_mem_gib', 'train-step peak memory (GiB)', '.2f'),
-        ('step_mem_gib', 'a step adds (GiB)', '.2f')]))
+        ('step_mem_gib', 'a step adds (GiB)', '.2f'),
+        ('ort_vs_pytorch', 'vs PyTorch (images/s)', '.2f'),
+        ('ort_max_rel_err', 'max rel. error vs PyTorch', '.1e'),
+        ('ort_compared', 'detections compared', ''),
+        ('ort_unmatched', 'unmatched', ''),
+        ('ort_box_max_abs', 'box diff. (px)', '.1e'),
+        ('ort_score_max_abs', 'score diff.', '.1e'),
+        ('ort_mask_min_iou', 'min mask IoU', '.4f'),
+        ('ort_label_agreement', 'labels agree', '.3%'),
+        ('ort_label_miou', 'labels mIoU', '.4f')]))
     if args.pareto:
         notes += pareto(args.pareto, rows, args, meta['machine'])
         print(f'\nPareto plot written to {args.pareto}')

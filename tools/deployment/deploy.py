@@ -154,9 +154,10 @@ def load_configs(args):
     return deploy_cfg, model_cfg
 
 
-def build_weights(model_cfg, checkpoint, out):
-    """Build the model, give it its weights (``checkpoint``, all of them,
-    or the config's initialisation) and save them to ``out``."""
+def build_model(model_cfg, checkpoint=None):
+    """The PyTorch model of ``model_cfg`` (SyncBN reverted to BN) with its
+    weights: all of ``checkpoint``'s (a file that does not fit is an error),
+    or the config's initialisation (seed 0)."""
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner.checkpoint import _load_checkpoint
@@ -182,6 +183,13 @@ def build_weights(model_cfg, checkpoint, out):
         model.load_state_dict(state)
     else:
         model.init_weights()
+    return model
+
+
+def build_weights(model_cfg, checkpoint, out):
+    """Build the model (:func:`build_model`) and save its weights to
+    ``out``: the file that the export and every comparison use."""
+    model = build_model(model_cfg, checkpoint)
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(config=model_cfg.filename,
                               checkpoint=checkpoint or 'init_weights')), out)
@@ -269,23 +277,27 @@ def onnx_ops(path):
     return {d: sorted(o) for d, o in ops.items()}
 
 
-def export(args, deploy_cfg, model_cfg, weights):
-    """mmdeploy's torch2onnx, then its to_backend where the backend is not
-    ONNX Runtime; the backend files."""
+def export(deploy_cfg, model_cfg, weights, img, work_dir, device='cpu'):
+    """mmdeploy's torch2onnx (traced on the image file ``img``), then its
+    to_backend where the backend is not ONNX Runtime; the backend files in
+    ``work_dir``. Also the ONNX Runtime export of
+    tools/analysis_tools/benchmark.py (``--backend onnxruntime``) and the
+    TensorRT step of tools/misc/gpu_check.py."""
     from mmdeploy.apis import torch2onnx
     from mmdeploy.apis.utils import to_backend
     from mmdeploy.utils import get_backend, get_onnx_config
     backend = get_backend(deploy_cfg).value
-    if backend == 'tensorrt' and not args.device.startswith('cuda'):
-        raise SystemExit(f'{args.deploy_cfg}: TensorRT needs --device cuda:0')
+    if backend == 'tensorrt' and not device.startswith('cuda'):
+        raise SystemExit(f'{getattr(deploy_cfg, "filename", deploy_cfg)}: '
+                         'TensorRT needs --device cuda:0')
     save_file = get_onnx_config(deploy_cfg)['save_file']
-    torch2onnx(args.img, args.work_dir, save_file, deploy_cfg, model_cfg,
-               weights, device=args.device)
-    onnx_file = osp.join(args.work_dir, save_file)
+    torch2onnx(img, work_dir, save_file, deploy_cfg, model_cfg, weights,
+               device=device)
+    onnx_file = osp.join(work_dir, save_file)
     if backend == 'onnxruntime':
         return [onnx_file]
-    return to_backend(backend, [onnx_file], work_dir=args.work_dir,
-                      deploy_cfg=deploy_cfg, device=args.device)
+    return to_backend(backend, [onnx_file], work_dir=work_dir,
+                      deploy_cfg=deploy_cfg, device=device)
 
 
 # ------------------------------------------------------------- comparison
@@ -337,9 +349,19 @@ def compare_sample(ref, out, min_score):
         b = out.pred_sem_seg.data.cpu().numpy()
         if a.shape != b.shape:
             return dict(label_agreement=0., shapes=[a.shape, b.shape])
-        return dict(label_agreement=float((a == b).mean()))
+        return dict(label_agreement=float((a == b).mean()),
+                    label_miou=label_miou(a, b))
     return dict(score_max_abs=float(
         (ref.pred_score - out.pred_score).abs().max()))
+
+
+def label_miou(ref, out):
+    """The mean over classes (those in either label map) of the IoU of each
+    class's pixels in ``out`` with its pixels in ``ref``: the mIoU of
+    ``out`` taking ``ref`` (PyTorch's labels) as the ground truth."""
+    ious = [((ref == c) & (out == c)).sum() / ((ref == c) | (out == c)).sum()
+            for c in np.union1d(np.unique(ref), np.unique(out))]
+    return float(np.mean(ious)) if ious else 1.
 
 
 def failures(per_image, metrics=None):
@@ -409,7 +431,7 @@ def summary(per_image):
     for c in per_image.values():
         for k, v in c.items():
             if isinstance(v, (int, float)) and v is not None:
-                low = k in ('mask_min_iou', 'label_agreement')
+                low = k in ('mask_min_iou', 'label_agreement', 'label_miou')
                 worst[k] = min(worst.get(k, v), v) if low else max(
                     worst.get(k, v), v)
     return worst
@@ -427,7 +449,8 @@ def main(argv=None):
     weights = build_weights(model_cfg, args.checkpoint,
                             osp.join(args.work_dir, 'pytorch.pth'))
     t0 = time.time()
-    files = export(args, deploy_cfg, model_cfg, weights)
+    files = export(deploy_cfg, model_cfg, weights, args.img, args.work_dir,
+                   args.device)
     report = dict(mmdeploy=version, torch=torch.__version__,
                   backend=get_backend(deploy_cfg).value, files=files,
                   export_seconds=round(time.time() - t0, 1),

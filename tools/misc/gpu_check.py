@@ -7,6 +7,7 @@ each also runs alone:
         --work DIR --out seg.json
     python tools/misc/gpu_check.py det --device cuda --iters 100 \\
         --work DIR --out det.json
+    python tools/misc/gpu_check.py trt --device cuda --work DIR --out trt.json
     python tools/misc/gpu_check.py report --steps steps.jsonl \\
         --out-json results.json --out-md results.md
 
@@ -22,14 +23,24 @@ each also runs alone:
 * ``det``: the toy Mask R-CNN (configs/detection/mask-rcnn_glnet-toy_*.py on
   a generated toy COCO), ``--iters`` iterations, AMP on CUDA. Needs mmcv's
   compiled ops (RoIAlign, NMS).
+* ``trt``: the fp16 TensorRT engines of Mask R-CNN and UPerNet with
+  GLNet-STL (configs/deploy/, through tools/deployment/deploy.py's mmdeploy
+  export; seeded random weights, random images): build time, latency
+  against PyTorch AMP and fp32 in interleaved rounds, agreement with
+  PyTorch fp32 of the engine and of AMP. It needs a CUDA device, TensorRT 8
+  (``tensorrt``) and mmdeploy 1.3.1 on torch 2.1 (docs/deploy.md); where
+  one is missing, the PyTorch side still runs and is compared (``--toy``:
+  the toy models at tiny sizes, for the dry run), the JSON names what is
+  missing, and the step exits with status :data:`SKIPPED`, which the GPU
+  check reports as skipped, not failed.
 * ``plan``: the steps above with their arguments, as ``nox -s gpu_check``
   runs them (``--dry-run``: tiny sizes on the CPU, fewer models);
 * ``report``: the JSON and Markdown of a whole check (standard library
   only, so it also runs where the install step failed).
 
 A step exits with status 1 when its check fails (parity beyond tolerance,
-a loss that does not fall over >= 20 iterations, non-finite outputs); its
-JSON is written first.
+a loss that does not fall over >= 20 iterations, non-finite outputs, an
+engine outside its limits); its JSON is written first.
 """
 import argparse
 import json
@@ -248,6 +259,240 @@ def det(args):
     return 1 if failures else 0
 
 
+# ------------------------------------------------------------------- trt ---
+#: Exit status of a step that cannot run on this machine (``trt`` without a
+#: GPU, TensorRT or mmdeploy): ``nox -s gpu_check`` reports it as skipped,
+#: with the step's JSON saying why, not as a failure.
+SKIPPED = 3
+#: The fp16 TensorRT engines of the issue: deploy configs (configs/deploy/:
+#: TensorRT's, and ONNX Runtime's for ``--onnxruntime``), model config and
+#: the images' (height, width). ``--toy`` (the dry run): the toy models at
+#: tiny sizes.
+TRT_DET = ('instance-seg_tensorrt-fp16_dynamic-320x320-1344x1344.py',
+           'instance-seg_onnxruntime_dynamic.py')
+TRT_MODELS = {
+    'mask-rcnn-glnet-stl': TRT_DET + (
+        'configs/detection/mask-rcnn_glnet-stl_fpn_1x_coco.py', (480, 640)),
+    'upernet-glnet-stl': (
+        'segmentation_tensorrt-fp16_static-512x512.py',
+        'segmentation_onnxruntime_static-512x512.py',
+        'configs/segmentation/upernet_glnet-stl_8xb2-160k_ade20k-512x512.py',
+        (512, 512)),
+}
+TRT_TOY = {
+    'mask-rcnn-glnet-toy': TRT_DET + (TOY_DET, (96, 128)),
+    'upernet-glnet-toy': (
+        'segmentation_tensorrt-fp16_static-512x512.py',
+        'segmentation_onnxruntime_static-128x160.py', TOY_SEG, (128, 160)),
+}
+#: The step's limits for an fp16 engine (and PyTorch AMP) against PyTorch
+#: fp32 (first guesses, looser than deploy.py's fp32 limits; to be revisited
+#: with the first measured run): segmentation labels agreeing, detections
+#: scored >= 0.3 without a counterpart.
+TRT_LABEL_AGREEMENT, TRT_UNMATCHED_SHARE = 0.99, 0.1
+
+
+def load_tool(name):
+    """The module of ``tools/<name>.py`` (tools/ is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        osp.basename(name), osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def trt_missing(device, deploy, onnxruntime=False):
+    """Why TensorRT engines cannot be built here (empty: they can): a CUDA
+    device, the ``tensorrt`` package of TensorRT 8 (mmdeploy 1.3.1's
+    plugins link libnvinfer.so.8, CUDA 11 and cuDNN 8), mmdeploy on the
+    torch it exports on (``deploy``'s stack check, which names the
+    versions) and its TensorRT plugins (RoIAlign, NMS), loaded. With
+    ``onnxruntime`` (the stand-in engine): mmdeploy only."""
+    import importlib.util
+
+    import torch
+    if onnxruntime:
+        try:
+            deploy.check_stack()
+        except SystemExit as error:
+            return [str(error)]
+        return []
+    missing = []
+    if not (device.startswith('cuda') and torch.cuda.is_available()):
+        missing.append(f'no CUDA device (--device {device}, torch '
+                       f'{torch.__version__})')
+    if importlib.util.find_spec('tensorrt') is None:
+        missing.append('tensorrt is not installed (TensorRT 8.6 for '
+                       'mmdeploy 1.3.1: docs/deploy.md)')
+    else:
+        import tensorrt
+        if not tensorrt.__version__.startswith('8.'):
+            missing.append(f'tensorrt {tensorrt.__version__}: mmdeploy '
+                           '1.3.1\'s plugins need TensorRT 8')
+    try:
+        deploy.check_stack()
+    except SystemExit as error:  # mmdeploy missing, or another torch
+        missing.append(str(error))
+    if not missing:
+        from mmdeploy.backend.tensorrt import load_tensorrt_plugin
+        if not load_tensorrt_plugin():
+            missing.append("mmdeploy's TensorRT plugins do not load "
+                           '(libmmdeploy_tensorrt_ops.so)')
+    return missing
+
+
+def pipeline_inputs(cfg, image):
+    """One image file through the config's test pipeline, less its
+    annotation loading (as mmdeploy's and the toolboxes' inference APIs
+    do): a batch of one for ``test_step``."""
+    from mmengine.dataset import Compose, pseudo_collate
+    pipeline = Compose([t for t in cfg.test_dataloader.dataset.pipeline
+                        if 'LoadAnnotations' not in t['type']])
+    return pseudo_collate([pipeline(dict(img_path=image, img_id=0))])
+
+
+def agreement(deploy, refs, outs):
+    """deploy.py's per-image comparison of two models' outputs (boxes,
+    scores, masks' IoU; segmentation labels and mIoU), the worst over the
+    images, and whether it is within the step's fp16 limits."""
+    worst = deploy.summary({i: deploy.compare_sample(r, o, 0.3)
+                            for i, (r, o) in enumerate(zip(refs, outs))})
+    if 'label_agreement' in worst:
+        ok = worst['label_agreement'] >= TRT_LABEL_AGREEMENT
+    else:
+        ok = worst.get('unmatched', 0) <= TRT_UNMATCHED_SHARE * max(
+            1, worst.get('compared', 0))
+    return dict(worst, within_limits=bool(ok))
+
+
+def trt_model(name, trt_file, ort_file, config, size, args, missing,
+              deploy, bench):
+    """One model: PyTorch fp32 and AMP on ``args.images`` random images
+    (seed 0) of ``size``, the fp16 engine built and run where nothing is
+    ``missing``; latency of each in interleaved rounds (benchmark.py's),
+    agreement of AMP and of the engine with fp32. A model that does not run
+    under autocast here (mmcv's CPU NMS takes fp32 only: the Mask R-CNN of
+    the dry run) has the error as ``amp_error`` in place of AMP's
+    figures."""
+    import numpy as np
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    work = osp.join(args.work, name)
+    os.makedirs(work, exist_ok=True)
+    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg.model.backbone.init_cfg = None  # offline: seeded random weights
+    if 'rcnn' in cfg.model.get('test_cfg', {}):  # random heads detect
+        cfg.model.test_cfg.rcnn.score_thr = 0.005
+    weights = deploy.build_weights(cfg, None, osp.join(work, 'pytorch.pth'))
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = deploy.build_model(cfg, weights).to(args.device).eval()
+    import mmcv
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(args.images):
+        images.append(osp.join(work, f'image{i}.png'))
+        mmcv.imwrite(rng.integers(0, 256, (*size, 3), dtype=np.uint8),
+                     images[-1])
+    batches = [pipeline_inputs(cfg, image) for image in images]
+    amp = torch.float16 if args.device.startswith('cuda') else torch.bfloat16
+    device_type = args.device.split(':')[0]
+
+    def pytorch(autocast):
+        with torch.no_grad(), torch.autocast(device_type, dtype=amp,
+                                             enabled=autocast):
+            return [model.test_step(b)[0] for b in batches]
+
+    deploy_file = ort_file if args.onnxruntime else trt_file
+    entry = dict(config=config, deploy_config=deploy_file,
+                 engine='onnxruntime (fp32 stand-in)' if args.onnxruntime
+                 else 'tensorrt (fp16)',
+                 image_size=list(size), images=len(images),
+                 amp=str(amp).replace('torch.', ''))
+    refs = pytorch(False)
+    calls = {'pytorch_fp32': lambda: pytorch(False)}
+    try:
+        amp_outs = pytorch(True)
+    except RuntimeError as error:  # mmcv's CPU NMS takes fp32 only
+        entry['amp_error'] = str(error).splitlines()[0]
+    else:
+        calls['pytorch_amp'] = lambda: pytorch(True)
+        entry['amp_vs_fp32'] = agreement(deploy, refs, amp_outs)
+    if missing:
+        entry['engine_error'] = 'not run: ' + '; '.join(missing)
+    else:
+        from mmdeploy.apis.utils import build_task_processor
+        from mmdeploy.utils import load_config
+        deploy_cfg, = load_config(osp.join(REPO, 'configs', 'deploy',
+                                           deploy_file))
+        start = time.perf_counter()
+        files = deploy.export(deploy_cfg, cfg, weights, images[0], work,
+                              args.device)
+        entry['build_s'] = time.perf_counter() - start
+        processor = build_task_processor(cfg, deploy_cfg, args.device)
+        engine = processor.build_backend_model(
+            files, processor.update_data_preprocessor)
+
+        def run_engine():
+            with torch.no_grad():
+                return [engine.test_step(b)[0] for b in batches]
+
+        calls['engine'] = run_engine
+        entry['engine_vs_fp32'] = agreement(deploy, refs, run_engine())
+        entry['engine_files'] = files
+    times = bench.time_interleaved(calls, args.rounds, args.warmup,
+                                   args.device)
+    entry['seconds_per_image'] = {
+        k: statistics.median(v) / len(images) for k, v in times.items()}
+    per = entry['seconds_per_image']
+    for faster, slower, key in (
+            ('engine', 'pytorch_amp', 'engine_speedup_vs_amp'),
+            ('engine', 'pytorch_fp32', 'engine_speedup_vs_fp32'),
+            ('pytorch_amp', 'pytorch_fp32', 'amp_speedup_vs_fp32')):
+        if faster in per and slower in per:
+            entry[key] = per[slower] / per[faster]
+    return entry
+
+
+def trt(args):
+    """The fp16 TensorRT engines of Mask R-CNN and UPerNet with GLNet-STL
+    (configs/deploy/), built with tools/deployment/deploy.py's mmdeploy
+    export: build time, latency against PyTorch AMP (and fp32) in
+    interleaved rounds, and agreement with PyTorch fp32 of the engine and of
+    AMP. Where no engine can be built (no GPU, no TensorRT 8, no mmdeploy on
+    its torch 2.1) the PyTorch side still runs and is compared (AMP against
+    fp32: bf16 on a CPU), the JSON names what is missing, and the exit
+    status is :data:`SKIPPED`. ``--onnxruntime`` tests the engine path on a
+    CPU (tests/test_deploy.py, the classic stack): the same export, run,
+    timing and comparison with ONNX Runtime (fp32) engines in place of
+    TensorRT's."""
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 is fp32 (parity)
+    torch.backends.cudnn.allow_tf32 = False
+    deploy = load_tool('deployment/deploy')
+    bench = load_tool('analysis_tools/benchmark')
+    missing = trt_missing(args.device, deploy, args.onnxruntime)
+    if not missing:
+        deploy.register_rewriters()
+    result = dict(device=args.device, missing=missing, rounds=args.rounds,
+                  warmup=args.warmup, models={})
+    failures = []
+    for name, spec in (TRT_TOY if args.toy else TRT_MODELS).items():
+        entry = trt_model(name, *spec, args, missing, deploy, bench)
+        result['models'][name] = entry
+        print(f'{name}: {json.dumps(entry)}', flush=True)
+        engine = entry.get('engine_vs_fp32')  # AMP's: for comparison
+        if engine and not engine['within_limits']:
+            failures.append(f'{name}: the engine against PyTorch fp32 '
+                            f'{engine}')
+    result['failures'] = failures
+    write_json(args.out, result)
+    if failures:
+        return 1
+    return SKIPPED if missing else 0
+
+
 # ------------------------------------------------------------------ plan ---
 def plan(args):
     """The measurements of a check, in order, for ``nox -s gpu_check`` (which
@@ -268,7 +513,7 @@ def plan(args):
             else [(m, p, c) for m in ('backbone', 'classifier')
                   for p in ('fp32', 'fp16') for c in ('', '1')])
     out = {n: osp.join(work, f'{n}.json')
-           for n in ('parity', 'seg', 'det', 'det-fps')}
+           for n in ('parity', 'seg', 'det', 'det-fps', 'trt')}
     files = [osp.join(work, f'bench-{m}-{p}-cl{c or 0}.json')
              for m, p, c in runs]
     me = [py, osp.abspath(__file__)]
@@ -306,6 +551,15 @@ def plan(args):
                  ['--batch', '1', '--size', '256', '416', '--device', 'cpu',
                   '--smoke'] if dry else ['--batch', '1', '--device', 'cuda',
                                           '--rounds', '20', '--warmup', '5'])]),
+        dict(step='trt', needs=['mmcv-build'], results=[out['trt']],
+             skip_status=SKIPPED,
+             note='fp16 TensorRT engines of Mask R-CNN and UPerNet '
+             f'{"GLNet-toy" if dry else "GLNet-STL"} against PyTorch AMP '
+             '(TensorRT 8 and mmdeploy on torch 2.1, else skipped)',
+             commands=[me + ['trt', '--device', device, '--work',
+                             osp.join(work, 'trt'), '--out', out['trt']] + (
+                 ['--toy', '--images', '1', '--rounds', '1', '--warmup', '0']
+                 if dry else [])]),
     ]
     print(json.dumps(steps))
     return 0
@@ -436,6 +690,19 @@ def main(argv=None):
         p.add_argument('--workers', type=int, default=2)
         p.add_argument('--work', required=True, help='data and work dirs')
         p.add_argument('--out')
+    p = sub.add_parser('trt')
+    p.add_argument('--device', default='cuda')
+    p.add_argument('--work', required=True, help='images, weights, engines')
+    p.add_argument('--out')
+    p.add_argument('--images', type=int, default=2,
+                   help='random images per model (seed 0)')
+    p.add_argument('--rounds', type=int, default=20)
+    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--toy', action='store_true', help='the toy models at '
+                   'tiny sizes (the dry run)')
+    p.add_argument('--onnxruntime', action='store_true', help='a test of '
+                   'the engine path on a CPU: ONNX Runtime (fp32) engines '
+                   'through the same export, run and comparison')
     sub.choices['seg'].add_argument(
         '--models', nargs='+', default=SEG_MODELS, choices=SEG_MODELS,
         help='backbones of the toy UPerNet (default: all)')
@@ -456,7 +723,10 @@ def main(argv=None):
             parser.error('--device cuda: torch sees no CUDA GPU')
         if args.step != 'parity' and args.iters < 1:
             parser.error('--iters must be >= 1')
-    return dict(parity=parity, seg=seg, det=det, plan=plan,
+    if args.step == 'trt' and (args.images < 1 or args.rounds < 1
+                               or args.warmup < 0):
+        parser.error('--images and --rounds must be >= 1, --warmup >= 0')
+    return dict(parity=parity, seg=seg, det=det, trt=trt, plan=plan,
                 report=report)[args.step](
         args)
 
