@@ -209,3 +209,39 @@ def test_outputs_are_nchw_contiguous():
     for out_norm in (dict(type='LN2d', eps=1e-6), dict(type='BN'), None):
         outs = tiny(out_norm_cfg=out_norm).eval()(torch.randn(1, 3, 64, 64))
         assert all(o.is_contiguous() for o in outs)
+
+
+def test_mha_window_is_windowed_attention_with_the_same_weights():
+    """The dense-prediction opt-in (not the paper's model): each window of
+    the token map attends only within itself (checked against attention run
+    window by window on the crops, padded windows included); a map that
+    fits one window is the released block exactly, so the opt-in changes
+    nothing at 224x224; the released weights load as they are."""
+    from glnet_mm.models.backbones.glmix import (SelfAttention,
+                                                 window_attention)
+    attn = SelfAttention(64, 2).eval()
+    tokens = torch.randn(2, 10 * 13, 64)
+    with torch.no_grad():
+        windowed = window_attention(attn, tokens, (10, 13), 5).view(
+            2, 10, 13, 64)
+        grid = tokens.view(2, 10, 13, 64)
+        for i in range(0, 10, 5):
+            for j in range(0, 13, 5):
+                crop = grid[:, i:i + 5, j:j + 5]
+                h, w = crop.shape[1:3]
+                ref = attn(crop.reshape(2, h * w, 64)).view(2, h, w, 64)
+                torch.testing.assert_close(windowed[:, i:i + 5, j:j + 5],
+                                           ref, rtol=1e-5, atol=1e-6)
+    arch = dict(base='4g', depths=[1, 1, 2, 1])
+    released = GLNet(arch=arch).eval()
+    opt_in = GLNet(arch=arch, mha_window=7).eval()
+    opt_in.load_state_dict(released.state_dict())  # the same keys
+    x = torch.randn(1, 3, 224, 224)  # stage 3 is 14x14: two windows a side
+    y = torch.randn(1, 3, 96, 96)  # every map fits one window
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(released(y), opt_in(y)))
+        a, b = released(x), opt_in(x)
+    assert torch.equal(a[1], b[1]) and not torch.allclose(a[2], b[2])
+    for bad in (0, -1, 2.5, '7'):
+        with pytest.raises(ValueError, match='mha_window'):
+            GLNet(arch=arch, mha_window=bad)

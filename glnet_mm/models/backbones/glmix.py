@@ -194,15 +194,49 @@ class SelfAttention(nn.MultiheadAttention):
     def __init__(self, dim: int, num_heads: int):
         super().__init__(dim, num_heads, batch_first=True)
 
-    def forward(self, x):
+    def forward(self, x, attn_mask=None):
+        """``x`` ``(B, N, C)``; ``attn_mask``: boolean, broadcast to
+        ``(B, heads, N, N)``, True where a query may attend to a key."""
         # only the channels are split and merged: a ``view`` naming the
         # symbolic B and N too took half of torch.export's time (proofs
         # that the sizes agree)
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.unflatten(-1, (3, self.num_heads, self.head_dim)
                                 ).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.out_proj(x.transpose(1, 2).flatten(2))
+
+
+def window_attention(attn, tokens, size, window):
+    """``attn`` within non-overlapping ``window`` x ``window`` windows of a
+    token map (the dense-prediction opt-in of :class:`MHABlock`).
+
+    Args:
+        attn (SelfAttention): The attention, its weights as they are.
+        tokens (Tensor): ``(B, H*W, C)``, row-major over the ``(H, W)`` map.
+        size (tuple[int, int]): ``(H, W)``.
+        window (int): Window side in tokens. The map is zero-padded at the
+            bottom and right to whole windows; padded tokens are never
+            attended to (masked keys) and are cropped from the result.
+
+    Returns:
+        Tensor: ``(B, H*W, C)``.
+    """
+    (H, W), (B, _, C) = size, tokens.shape
+    ph, pw = -H % window, -W % window
+    nh, nw = (H + ph) // window, (W + pw) // window
+    x = F.pad(tokens.reshape(B, H, W, C), (0, 0, 0, pw, 0, ph))
+    x = x.view(B, nh, window, nw, window, C).transpose(2, 3).reshape(
+        B * nh * nw, window * window, C)
+    mask = None
+    if ph or pw:  # keys: the real tokens of each window
+        rows = torch.arange(H + ph, device=x.device) < H
+        cols = torch.arange(W + pw, device=x.device) < W
+        mask = (rows[:, None] & cols).view(nh, window, nw, window).transpose(
+            1, 2).reshape(1, nh * nw, 1, 1, window * window).expand(
+                B, -1, -1, -1, -1).reshape(B * nh * nw, 1, 1, -1)
+    x = attn(x, mask).view(B, nh, nw, window, window, C).transpose(2, 3)
+    return x.reshape(B, H + ph, W + pw, C)[:, :H, :W].reshape(B, H * W, C)
 
 
 def lean_backward(h):
@@ -454,20 +488,30 @@ class MHABlock(_Block):
     Args:
         dim (int): Channels.
         num_heads (int): Attention heads.
+        window (int, optional): Not the paper's block: attention within
+            ``window`` x ``window`` windows of the map (:func:`
+            window_attention`) wherever the map is larger than one window;
+            its cost then grows linearly with the pixels instead of with
+            their square. The weights are the same. Defaults to None:
+            attention over all pixels, as released.
         **kwargs: See :class:`_Block`.
     """
 
-    def __init__(self, dim, num_heads, **kwargs):
+    def __init__(self, dim, num_heads, window=None, **kwargs):
         super().__init__(dim, ls1_shape=(dim, ), **kwargs)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.mha_op = SelfAttention(dim, num_heads)
+        self.window = window
 
     def forward(self, x):
         x = self.pos_embed(x)
         B, C, H, W = x.shape
         tokens = x.flatten(2).transpose(-2, -1)
         y = self.norm1(tokens)
-        y = self.mha_op(y)
+        if self.window and (H > self.window or W > self.window):
+            y = window_attention(self.mha_op, y, (H, W), self.window)
+        else:
+            y = self.mha_op(y)
         tokens = self.mixer_branch(tokens, y)
         x = tokens.transpose(-2, -1).reshape(B, C, H, W)
         return self.mlp_branch(x)

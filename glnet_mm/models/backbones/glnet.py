@@ -1,7 +1,7 @@
 """GLNet backbone: GLMix blocks in a four-stage pyramid, every variant as data."""
 import copy
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -210,6 +210,17 @@ class GLNet(BaseModule):
             Defaults to False.
         with_cp (bool): Activation checkpointing of each block, trading
             compute for memory. Defaults to False.
+        mha_window (int, optional): **Not the paper's model**: an opt-in for
+            dense prediction at high resolution. The token-attention blocks
+            (``'mha_nchw'``: GLNet-4G/9G/16G, stages 3 and 4) attend within
+            windows of ``mha_window`` x ``mha_window`` tokens wherever their
+            map is larger, instead of over the whole map, whose cost grows
+            with the square of the pixels (at 800x1344, 57% of GLNet-4G's
+            FLOPs). The GLMix blocks between them still mix the whole map
+            through their slots. Same weights, so pretrained checkpoints
+            load as they are; outputs differ from the released model's
+            wherever a map is larger than a window (docs/speed.md).
+            Defaults to None: the released model.
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=PATH)`` loads an official GLNet ImageNet checkpoint or
             a GLNet checkpoint saved by OpenMMLab (converted on load, see
@@ -227,6 +238,7 @@ class GLNet(BaseModule):
                  frozen_stages: int = 0,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 mha_window: Optional[int] = None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.arch = spec = resolve_arch(arch)
@@ -245,6 +257,10 @@ class GLNet(BaseModule):
         self.frozen_stages = max(frozen_stages, 0)
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        if mha_window is not None and (type(mha_window) is not int
+                                       or mha_window < 1):
+            raise ValueError(f'mha_window must be a positive int or None, '
+                             f'got {mha_window!r}')
 
         self.downsample_layers = nn.ModuleList(
             [self._stem(in_channels, channels[0], norm_cfg, spec)])
@@ -262,7 +278,7 @@ class GLNet(BaseModule):
         for i in range(4):
             stage = nn.Module()
             stage.blocks = nn.ModuleList([
-                self._block(spec, i, j, rates.pop(0))
+                self._block(spec, i, j, rates.pop(0), mha_window)
                 for j in range(depths[i])
             ])
             self.stages.append(stage)
@@ -299,7 +315,7 @@ class GLNet(BaseModule):
         return nn.Sequential(proj, build_norm(norm_cfg, out_dim))
 
     @staticmethod
-    def _block(spec, stage, index, drop_path):
+    def _block(spec, stage, index, drop_path, mha_window=None):
         dim = spec['channels'][stage]
         mode = spec['mixing_modes'][stage]
         if mode == 'glmix.mha_nchw':
@@ -311,7 +327,7 @@ class GLNet(BaseModule):
         conv = dict(cpe_ks=spec['cpe_ks'], mlp_dw=spec['mlp_dw'],
                     layerscale=spec['layerscale'])
         if mode == 'mha_nchw':
-            return MHABlock(**common, **conv)
+            return MHABlock(**common, **conv, window=mha_window)
         return glmix_block(**common, **conv,
                            **{k: spec[k] for k in GLMIX_ARGS})
 
