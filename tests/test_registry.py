@@ -58,6 +58,13 @@ def test_import_has_no_side_effects():
     lines = out.split('\n')
     assert lines[:3] == ['[]', 'True True False', 'True']
     assert lines[3] == '[]', 'hooks/optim imported a toolbox or the slots'
+    # timm: imported (and the GLNet models registered) only where a timm
+    # >= 1.0.3 is installed; here hidden, as if it were not installed
+    out = run("import sys\nsys.modules['timm'] = None\nimport glnet_mm\n"
+              "print(sorted(m for m, module in sys.modules.items() if "
+              "module and m.startswith(('timm', 'glnet_mm.models.timm'))))"
+              "\n")
+    assert out.split('\n')[0] == '[]'
 
 
 @pytest.mark.parametrize('scope', TOOLBOXES)

@@ -13,6 +13,7 @@ and the authors' files are read safely and converted by the same
 (``pretrained_cfg_overlay=dict(file=PATH)``: the weights are on OneDrive
 pages, not downloadable by timm). docs/timm.md has the usage.
 """
+import logging
 import os
 from typing import List, Optional, Tuple, Union
 
@@ -33,6 +34,7 @@ from .utils.token_labeling import token_labeling_logits
 __all__ = ['GLNetTimm', 'checkpoint_filter_timm']
 
 NUM_STAGES = 4
+_logger = logging.getLogger(__name__)
 
 
 class GLNetTimm(GLNet):
@@ -167,7 +169,8 @@ class GLNetTimm(GLNet):
         outputs; ``norm``: the last stage's through the final BatchNorm
         (the only map it fits); ``stop_early``: stop after the last one
         taken. Returns the maps, or the final features
-        (:meth:`forward_features`) and the maps."""
+        (:meth:`forward_features`; stopped early: the last map run) and the
+        maps."""
         if output_fmt != 'NCHW':
             raise ValueError(f"GLNet's maps are NCHW, got output_fmt="
                              f'{output_fmt!r}')
@@ -185,7 +188,9 @@ class GLNetTimm(GLNet):
                 intermediates.append(out.contiguous())
         if intermediates_only:
             return intermediates
-        return self.norm(x), intermediates
+        if last_stage == len(self.stages) - 1:
+            x = self.norm(x)  # stopped early: the last map taken, as it is
+        return x, intermediates
 
     def prune_intermediate_layers(self,
                                   indices: Union[int, List[int]] = 1,
@@ -233,8 +238,8 @@ class GLNetTimm(GLNet):
         model): read safely (:func:`read_checkpoint`) and converted by
         :func:`checkpoint_filter_fn`; timm calls this for
         ``pretrained_cfg_overlay=dict(file=PATH)``. A head of another class
-        count than this model's is left out (as timm does), with a
-        warning; any other mismatch is a :class:`CheckpointError`."""
+        count than this model's is left out (as timm does; logged), any
+        other mismatch is a :class:`CheckpointError`."""
         source = '<dict>'
         if isinstance(checkpoint, (str, os.PathLike)):
             source = os.fspath(checkpoint)
@@ -245,10 +250,9 @@ class GLNetTimm(GLNet):
                                                      'tklb_aux_head.'))]
         if any(k not in own or own[k].shape != weights[k].shape
                for k in heads):
-            import warnings
-            warnings.warn(f'{source}: its classifier heads do not fit '
-                          f'num_classes={self.num_classes}; they keep their '
-                          'init (the backbone and final norm are loaded)')
+            _logger.info(f'{source}: its classifier heads do not fit '
+                         f'num_classes={self.num_classes}; they keep their '
+                         'init (the backbone and final norm are loaded)')
             for k in heads:
                 del weights[k]
         missing, unexpected = self.load_state_dict(weights, strict=False)
@@ -313,10 +317,18 @@ default_cfgs = generate_default_cfgs({
 
 def _create(variant, pretrained=False, **kwargs):
     arch, tklb, page = MODELS[variant]
+    overlay = dict(kwargs.pop('pretrained_cfg_overlay', None) or {})
+    if overlay.get('file') or overlay.get('url'):
+        # a file or URL is read by GLNetTimm.load_pretrained (glnet_mm's safe
+        # reader: the official files hold a pickled DictConfig), unless the
+        # caller says otherwise; newer timm resets custom_load for a source
+        # given by an overlay
+        overlay.setdefault('custom_load', True)
+    kwargs['pretrained_cfg_overlay'] = overlay
     if pretrained:
         cfg = resolve_pretrained_cfg(
             variant, pretrained_cfg=kwargs.get('pretrained_cfg'),
-            pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'))
+            pretrained_cfg_overlay=overlay)
         if not (cfg.file or cfg.url or cfg.state_dict or cfg.hf_hub_id):
             raise ValueError(
                 f"{variant}: the authors' weights are on a OneDrive page "
