@@ -153,7 +153,11 @@ class GLNetTimm(GLNet):
                 f'4-{2**(num + 1)}): indices (out_indices) must be stage '
                 f'numbers in [-{num}, {num}) or a count of last stages in '
                 f'[1, {num}]; got {indices!r}')
-        return feature_take_indices(num, indices)
+        take_indices, _ = feature_take_indices(num, indices)
+        # a sorted list (timm < 1.0.8 gives a set, whose max torch 2.1's
+        # dynamo cannot keep constant)
+        take_indices = sorted(take_indices)
+        return take_indices, take_indices[-1]
 
     def forward_intermediates(
         self,
@@ -181,7 +185,9 @@ class GLNetTimm(GLNet):
         self._check_input(x)
         x = x.contiguous(memory_format=torch.channels_last)
         intermediates = []
-        for i in range(last_stage + 1):
+        for i in range(len(self.stages)):  # constant indices for dynamo
+            if i > last_stage:
+                break
             x = self.forward_stage(x, i)
             if i in take_indices:
                 out = self.norm(x) if norm and i == NUM_STAGES - 1 else x
