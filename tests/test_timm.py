@@ -14,7 +14,7 @@ from conftest import GOLDEN, REPO, arch_from_official, load_golden, needs
 timm = needs('timm')
 import glnet_mm  # noqa: E402  (registers the timm models)
 from glnet_mm import GLNet, load_pretrained  # noqa: E402
-from glnet_mm.apis.model_hub import official_checkpoints  # noqa: E402
+from glnet_mm.utils.model_index import official_checkpoints  # noqa: E402
 from glnet_mm.checkpoint.loading import CheckpointError  # noqa: E402
 from glnet_mm.models.timm_models import GLNetTimm  # noqa: E402
 

@@ -6,36 +6,9 @@ After :func:`register_models` (which needs mmpretrain),
 model index (the classification metafiles).
 """
 import os.path as osp
-from typing import Dict, List
+from typing import List
 
-# The model index as packaged for mim (glnet_mm/.mim/, see pyproject.toml); its
-# paths are relative to that folder.
-MIM_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim')
-MODEL_INDEX = osp.join(MIM_DIR, 'model-index.yml')
-
-
-def official_checkpoints() -> Dict[str, str]:
-    """The authors' released ImageNet checkpoints of the model index: each
-    ``*_3rdparty_in1k`` model of the classification metafile and its
-    official download page (``Converted From: Weights``). Needs only PyYAML
-    (the timm models name their weights from it,
-    :mod:`glnet_mm.models.timm_models`).
-
-    Returns:
-        dict[str, str]: e.g. ``{'glnet-4g-tklb_3rdparty_in1k':
-        'https://1drv.ms/u/...'}``, in the metafile's order.
-    """
-    import yaml
-    path = osp.join(MIM_DIR, 'configs', 'classification', 'metafile.yml')
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'The glnet_mm model index {path} is missing; reinstall glnet_mm '
-            '(pip install .) so that glnet_mm/.mim is packaged')
-    with open(path) as f:
-        models = yaml.load(f, Loader=getattr(yaml, 'CSafeLoader',
-                                             yaml.SafeLoader))['Models']
-    return {m['Name']: m['Converted From']['Weights'] for m in models
-            if 'Converted From' in m}
+from ..utils.model_index import MIM_DIR, MODEL_INDEX, missing_index_error
 
 
 def register_models() -> List[str]:
@@ -64,9 +37,7 @@ def register_models() -> List[str]:
     import glnet_mm.models.heads  # noqa: F401  (TokenLabelingClsHead)
 
     if not osp.isfile(MODEL_INDEX):
-        raise FileNotFoundError(
-            f'The glnet_mm model index {MODEL_INDEX} is missing; reinstall '
-            'glnet_mm (pip install .) so that glnet_mm/.mim is packaged')
+        raise missing_index_error(MODEL_INDEX)
     # The ImageNet metafiles only: the index also lists the detection and
     # segmentation configs, which are no mmpretrain models.
     with open(MODEL_INDEX) as f:

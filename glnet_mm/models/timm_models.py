@@ -2,7 +2,7 @@
 
 Importing this module (``import glnet_mm`` does, when timm is installed)
 registers in timm one model per released checkpoint of the model index
-(:func:`glnet_mm.apis.model_hub.official_checkpoints`): ``glnet_stl``,
+(:func:`glnet_mm.utils.model_index.official_checkpoints`): ``glnet_stl``,
 ``glnet_stl_paramslot``, ``glnet_4g``, ``glnet_9g``, ``glnet_16g``,
 ``glnet_4g_tklb`` and ``glnet_9g_tklb`` (pretrained tag ``in1k``). Each is a
 :class:`GLNetTimm`, a subclass of the backbone :class:`GLNet` with the
@@ -25,7 +25,7 @@ from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 from timm.models._registry import generate_default_cfgs
 
-from ..apis.model_hub import official_checkpoints
+from ..utils.model_index import official_checkpoints
 from ..checkpoint import CheckpointError, read_checkpoint
 from .backbones import GLNet, checkpoint_filter_fn, resolve_arch
 from .backbones.glnet import build_norm
