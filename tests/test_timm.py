@@ -319,7 +319,7 @@ def test_transformers_auto_backbone():
         assert torch.equal(out, expected)
 
 
-TIMM_TOY_CONFIG = osp.join(REPO, 'configs', 'detection',
+TIMM_TOY_CONFIG = osp.join(REPO, 'configs', 'detection', 'timm',
                            'mask-rcnn_glnet-toy-timm_fpn_1xb4-12e_toy-coco.py')
 
 
