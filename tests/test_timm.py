@@ -52,6 +52,17 @@ def test_the_released_models_are_registered():
         assert cfg.tag == 'in1k'
 
 
+def test_only_a_timm_with_the_contract_is_used(monkeypatch):
+    """timm >= 1.0.3 (forward_intermediates, feature_cls='getter'); an
+    older one is left alone (nothing registered, no failed import)."""
+    import glnet_mm.models as models
+    for version, supported in (('0.9.16', False), ('1.0.3', True),
+                               ('1.0.31', True), ('2.0.0.dev0', True)):
+        monkeypatch.setattr(models.importlib.metadata, 'version',
+                            lambda name, v=version: v)
+        assert models.timm_supported() is supported, version
+
+
 @pytest.mark.parametrize('name', sorted(NAMES))
 def test_features_only_equal_the_openmmlab_backbone(name):
     """Every name with ``features_only=True``: four maps, strides 4-32, the

@@ -28,12 +28,14 @@ from timm.models._registry import generate_default_cfgs
 from ..utils.model_index import official_checkpoints
 from ..checkpoint import CheckpointError, read_checkpoint
 from .backbones import GLNet, checkpoint_filter_fn, resolve_arch
+from .backbones.checkpoint_filter import HEADS
 from .backbones.glnet import build_norm
 from .utils.token_labeling import token_labeling_logits
 
 __all__ = ['GLNetTimm', 'checkpoint_filter_timm']
 
 NUM_STAGES = 4
+HEAD_PREFIXES = tuple(HEADS)  # the official heads: head., tklb_aux_head.
 _logger = logging.getLogger(__name__)
 
 
@@ -139,7 +141,8 @@ class GLNetTimm(GLNet):
     # ------------------------------------------------------------- forward
     def _take_indices(self, indices) -> Tuple[List[int], int]:
         """timm's ``feature_take_indices`` over the stages, after a check
-        that says what is wrong (timm < 1.0.8 checks nothing)."""
+        that says what is wrong (timm 1.0.3 checks nothing, later ones
+        assert)."""
         num = len(self.stages)
         if isinstance(indices, int):
             ok = 0 < indices <= num
@@ -195,8 +198,8 @@ class GLNetTimm(GLNet):
         if intermediates_only:
             return intermediates
         if last_stage == len(self.stages) - 1:
-            x = self.norm(x)  # stopped early: the last map taken, as it is
-        return x, intermediates
+            x = self.norm(x)  # it fits the last stage only: stopped early,
+        return x, intermediates  # the last map run, as it is
 
     def prune_intermediate_layers(self,
                                   indices: Union[int, List[int]] = 1,
@@ -252,8 +255,7 @@ class GLNetTimm(GLNet):
             checkpoint = read_checkpoint(source)
         weights = checkpoint_filter_timm(checkpoint, self, source=source)
         own = self.state_dict()
-        heads = [k for k in weights if k.startswith(('head.',
-                                                     'tklb_aux_head.'))]
+        heads = [k for k in weights if k.startswith(HEAD_PREFIXES)]
         if any(k not in own or own[k].shape != weights[k].shape
                for k in heads):
             _logger.info(f'{source}: its classifier heads do not fit '
@@ -262,12 +264,11 @@ class GLNetTimm(GLNet):
             for k in heads:
                 del weights[k]
         missing, unexpected = self.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.startswith(('head.',
-                                                           'tklb_aux_head.'))]
+        missing = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
         if missing or unexpected:
-            raise CheckpointError(f'{source} does not fit {type(self).__name__}'
-                                  f': missing {missing[:5]}, unexpected '
-                                  f'{unexpected[:5]}')
+            raise CheckpointError(
+                f'{source} does not fit {type(self).__name__}: missing '
+                f'{missing[:5]}, unexpected {unexpected[:5]}')
 
 
 def checkpoint_filter_timm(state_dict, model, source='checkpoint'):
