@@ -113,6 +113,28 @@ def test_official_file_by_pretrained_cfg_overlay(variant, tmp_path):
     assert set(classifier.state_dict()) == set(golden['state_dict'])
 
 
+def test_a_released_file_with_its_training_arguments(tmp_path):
+    """A file as released (the weights in ``model`` and ``model_ema``, the
+    hydra ``DictConfig`` of the training arguments): read by glnet_mm's
+    restricted unpickler, the EMA weights taken (as for GLNet-16G)."""
+    omegaconf = needs('omegaconf')
+    golden = load_golden('16g')
+    arch = arch_from_official(golden['config'])
+    noisy = {k: v + 1 if v.is_floating_point() else v
+             for k, v in golden['state_dict'].items()}
+    path = tmp_path / 'glnet_16g.pth'
+    torch.save(dict(model=noisy, model_ema=golden['state_dict'], epoch=299,
+                    args=omegaconf.OmegaConf.create(dict(model='glnet_16g'))),
+               path)
+    model = timm.create_model(
+        'glnet_16g', arch=arch, features_only=True, pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(path))).eval()
+    with torch.no_grad():
+        maps = model(golden['input'])
+    for out, official in zip(maps, golden['stage_outputs']):
+        assert rel_err(out, official) < 1e-5
+
+
 def test_pretrained_state_dict_and_other_class_counts(tmp_path):
     """The same filter for ``pretrained_cfg_overlay=dict(state_dict=...)``;
     a head of another class count is left out (timm's rule), the backbone
