@@ -52,9 +52,9 @@ MIM = ['click', 'colorama', 'model-index', 'pandas', 'requests', 'rich',
 # from the index; checks: the tests it runs (current: the whole suite).
 STACKS = {
     'current': dict(python='3.11', mmcv=True, extras=[
-        'mmdet', 'mmseg', 'mmpretrain', 'tests', 'export']),
+        'mmdet', 'mmseg', 'mmpretrain', 'tests', 'export', 'timm']),
     'classic': dict(python='3.8', mmcv=True, extras=[
-        'mmdet', 'mmseg', 'mmpretrain', 'tests', 'deploy']),
+        'mmdet', 'mmseg', 'mmpretrain', 'tests', 'deploy', 'timm']),
     'newest': dict(python='3.12', mmcv=False, extras=['mmpretrain', 'tests']),
 }
 # tests/ ids; the goldens of ../shared/reference through GLNet and mmpretrain,
@@ -77,7 +77,8 @@ test_registry.py::test_each_registry_builds_glnet[mmdet] \
 test_registry.py::test_each_registry_builds_glnet[mmseg] \
 test_resume.py::test_detection_resumed_by_mim_is_exact \
 test_segmentation_toy.py::test_mim_train \
-test_segmentation_toy.py::test_mim_test_with_overlays test_deploy.py'.split()
+test_segmentation_toy.py::test_mim_test_with_overlays test_deploy.py \
+test_timm.py --deselect=tests/test_timm.py::test_transformers_auto_backbone'.split()
 STACKS['newest']['checks'] = COMMON_CHECKS + [
     'test_compile.py::test_compiled_matches_eager', '--deselect=tests/'
     'test_checkpoint.py::test_init_cfg_pretrained_through_the_registry']

@@ -128,7 +128,7 @@ LONGEST_FILES = ('test_custom_dataset.py', 'test_resume.py',
                  'test_export_onnx.py', 'test_compile.py',
                  'test_segmentation_toy.py', 'test_detection_configs.py',
                  'test_classification.py', 'test_ddp_variants.py',
-                 'test_benchmark.py')
+                 'test_benchmark.py', 'test_timm.py')
 
 
 # The node ids of every test this run collected, before -m/-k selection

@@ -8,10 +8,7 @@ model index (the classification metafiles).
 import os.path as osp
 from typing import List
 
-# The model index as packaged for mim (glnet_mm/.mim/, see pyproject.toml); its
-# paths are relative to that folder.
-MIM_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim')
-MODEL_INDEX = osp.join(MIM_DIR, 'model-index.yml')
+from ..utils.model_index import MIM_DIR, MODEL_INDEX, missing_index_error
 
 
 def register_models() -> List[str]:
@@ -40,9 +37,7 @@ def register_models() -> List[str]:
     import glnet_mm.models.heads  # noqa: F401  (TokenLabelingClsHead)
 
     if not osp.isfile(MODEL_INDEX):
-        raise FileNotFoundError(
-            f'The glnet_mm model index {MODEL_INDEX} is missing; reinstall '
-            'glnet_mm (pip install .) so that glnet_mm/.mim is packaged')
+        raise missing_index_error(MODEL_INDEX)
     # The ImageNet metafiles only: the index also lists the detection and
     # segmentation configs, which are no mmpretrain models.
     with open(MODEL_INDEX) as f:

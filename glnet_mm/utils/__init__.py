@@ -1,2 +1,3 @@
-"""torch-version compatibility (:mod:`.compat`) and FLOP counting
-(:mod:`.flops`, mmengine's counter with GLNet's handles)."""
+"""torch-version compatibility (:mod:`.compat`), FLOP counting
+(:mod:`.flops`, mmengine's counter with GLNet's handles) and the packaged
+model index (:mod:`.model_index`)."""

@@ -19,7 +19,10 @@ mmpretrain's ``ImageClassifier`` around it, by these rules:
 * **the heads** ``head.*`` and ``tklb_aux_head.*`` (token labeling) are the
   classifier's ``head.fc.*`` and ``head.tklb_aux_head.*``
   (``LinearClsHead``, :class:`~glnet_mm.models.heads.TokenLabelingClsHead`);
-  a backbone drops them.
+  a backbone drops them;
+* **the timm models** (:mod:`glnet_mm.models.timm_models`, a GLNet subclass
+  with the official classifier's modules) keep the official names
+  (``layout='official'``): the file's keys as they are.
 
 Then one fit check: every weight of the GLNet comes from the file with its
 shape, and every backbone weight of the file has a place in the GLNet, or
@@ -129,14 +132,17 @@ def check_fit(model, weights, source='checkpoint', exact=False):
         source (str): The file, for the message.
         exact (bool): The output norms must fit too (a classifier).
     """
-    own = model.state_dict()
+    # a GLNet with the official heads (the timm model): only its backbone
+    own = {k: v for k, v in model.state_dict().items()
+           if not k.startswith(tuple(HEADS))}
     arch = getattr(model, 'arch', None) or {}
     name = f"depths {arch.get('depths')}, channels {arch.get('channels')}"
     if not any(k in own for k in weights):
         raise CheckpointError(
             f'{source} holds no GLNet weights: none of its keys '
             f'(e.g. {list(weights)[:3]}) belongs to the model')
-    if exact and 'norm.running_mean' in weights:
+    if exact and 'norm.running_mean' in weights and \
+            'norm.running_mean' not in own:
         raise CheckpointError(
             f'{source} is an official GLNet classifier: its final BatchNorm '
             'needs a backbone with out_indices=(3, ) and '
@@ -163,17 +169,35 @@ def check_fit(model, weights, source='checkpoint', exact=False):
                               + '; '.join(problems) + '. Nothing was loaded.')
 
 
+def official_state_dict(backbone, heads):
+    """The weights of :func:`split_weights` (with ``bn_norm3=False``) in the
+    official keys: the heads back at ``head.*`` and ``tklb_aux_head.*``."""
+    back = {v: k for k, v in HEADS.items()}
+    out = OrderedDict(backbone)
+    for key, value in heads.items():
+        head = next(h for h in back if key.startswith(h))
+        out[back[head] + key[len(head):]] = value
+    return out
+
+
 def checkpoint_filter_fn(checkpoint, model, classifier=False, prefix=None,
-                         prefer_ema=True, source='checkpoint', logger=None):
+                         prefer_ema=True, source='checkpoint', logger=None,
+                         layout='mmpretrain'):
     """Map ``checkpoint`` onto ``model`` (module docstring), checking the fit.
 
     Args:
         checkpoint (dict): A loaded checkpoint or state dict, official or
             OpenMMLab.
         model (GLNet): The GLNet to load into.
-        classifier (bool): Give the keys of mmpretrain's ``ImageClassifier``
-            around ``model`` (``backbone.*``, ``head.*``) instead of the
-            GLNet's own. Defaults to False.
+        classifier (bool): Give the keys of a classifier, heads included,
+            in ``layout``, instead of the GLNet backbone's own. Defaults to
+            False.
+        layout (str): A classifier's keys: ``'mmpretrain'``, those of
+            mmpretrain's ``ImageClassifier`` around ``model``
+            (``backbone.*``, ``head.fc.*``); ``'official'``, those of the
+            official classifier, which the timm models
+            (:mod:`glnet_mm.models.timm_models`) have. Defaults to
+            ``'mmpretrain'``.
         prefix (str, optional): See :func:`split_weights`.
         prefer_ema (bool): See :func:`pick_weights`. Defaults to True.
         source (str): The file, for messages.
@@ -184,6 +208,9 @@ def checkpoint_filter_fn(checkpoint, model, classifier=False, prefix=None,
         norm the model lacks, and lack one the model has:
         ``load_state_dict(..., strict=False)`` reports them.
     """
+    if layout not in ('mmpretrain', 'official'):
+        raise ValueError(f"layout must be 'mmpretrain' or 'official', got "
+                         f'{layout!r}')
     weights, where = pick_weights(checkpoint, prefer_ema)
     source = f'{source} [{where}]'
     bn_norm3 = isinstance(getattr(model, 'norm3', None),
@@ -202,7 +229,11 @@ def checkpoint_filter_fn(checkpoint, model, classifier=False, prefix=None,
                         'TokenLabelingClsHead (the glnet-*-tklb configs); '
                         'another head reports it as unexpected and gives '
                         'the pooled logits alone')
-    return classifier_state_dict(backbone, heads) if classifier else backbone
+    if not classifier:
+        return backbone
+    if layout == 'official':
+        return official_state_dict(backbone, heads)
+    return classifier_state_dict(backbone, heads)
 
 
 def load_pretrained(model, checkpoint, prefix=None, logger=None,

@@ -345,11 +345,17 @@ class GLNet(BaseModule):
             return
         super().init_weights()
         if self.init_cfg is None:
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.trunc_normal_(m.weight, std=.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+            self.init_linear_layers(self)
+
+    @staticmethod
+    def init_linear_layers(module):
+        """The official initialisation: truncated-normal (std 0.02) linear
+        weights, zero biases, in every linear layer of ``module``."""
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def _checkpoint_filter(self, state_dict, prefix, *args, **kwargs):
         """Pre-hook that mmpretrain's ``ImageClassifier`` registers for its
@@ -385,19 +391,28 @@ class GLNet(BaseModule):
         x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(4):
-            x = self._pad(x, self._pad_to[i])
-            x = self.downsample_layers[i](x)
-            for block in self.stages[i].blocks:
-                if self.with_cp and x.requires_grad:
-                    x = cp.checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x)
+            x = self.forward_stage(x, i)
             if i in self.out_indices:
                 norm = getattr(self, f'norm{i}', None)
                 out = norm(x) if norm is not None else x
                 # NCHW memory: mmcv's ops (RoIAlign...) read raw NCHW strides.
                 outs.append(out.contiguous())
         return tuple(outs)
+
+    def forward_stage(self, x, i: int):
+        """Stage ``i`` (its downsampling layer, then its blocks) on the map
+        of stage ``i - 1`` (the checked, channels-last image for ``i = 0``):
+        its raw output, before any output norm. :meth:`forward` and the timm
+        model (:mod:`glnet_mm.models.timm_models`) both run this, so their
+        maps are the same computation."""
+        x = self._pad(x, self._pad_to[i])
+        x = self.downsample_layers[i](x)
+        for block in self.stages[i].blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
 
     @staticmethod
     def _pad(x, multiple):

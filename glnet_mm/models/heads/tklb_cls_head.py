@@ -12,6 +12,8 @@ import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 
+from ..utils.token_labeling import token_labeling_logits
+
 
 @MODELS.register_module()
 class TokenLabelingClsHead(ClsHead):
@@ -66,10 +68,8 @@ class TokenLabelingClsHead(ClsHead):
         return x.flatten(2).transpose(-2, -1)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        tokens = self.pre_logits(feats)
-        pooled = self.fc(tokens.mean(dim=1))
-        token_max = self.tklb_aux_head(tokens).amax(dim=1)
-        return pooled + self.aux_weight * token_max
+        return token_labeling_logits(self.pre_logits(feats), self.fc,
+                                     self.tklb_aux_head, self.aux_weight)
 
     def loss(self, feats, data_samples, **kwargs):
         raise NotImplementedError(
