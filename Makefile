@@ -32,10 +32,10 @@ demo: setup
 test: setup
 	.venv/bin/python -m pytest tests -m 'not stacks' -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
-# the classic and newest stacks' checks in their venvs, then the tests that
+# the classic, newest and timm stacks' checks in their venvs, then the tests that
 # build an environment of their own (the bundle, the GPU check's dry run)
 test-stacks: setup
-	$(NOX) -s classic newest
+	$(NOX) -s classic newest timm
 	.venv/bin/python -m pytest tests -m stacks -q -ra $(PYTEST_ARGS)
 
 bundle: setup

@@ -48,14 +48,19 @@ TORCH = ('torch', 'torchvision', 'triton', 'nvidia-', 'cuda-')
 # never import it); these are the ones it imports.
 MIM = ['click', 'colorama', 'model-index', 'pandas', 'requests', 'rich',
        'tabulate']
-# python: X.Y; extras: pyproject.toml's; mmcv: compiled (True) or mmcv-lite
-# from the index; checks: the tests it runs (current: the whole suite).
+# python: X.Y; extras: pyproject.toml's; mmcv: compiled (True), mmcv-lite
+# from the index (False) or none, and no toolbox (None); more: packages
+# beside the extras; checks: the tests it runs (current: the whole suite).
 STACKS = {
     'current': dict(python='3.11', mmcv=True, extras=[
         'mmdet', 'mmseg', 'mmpretrain', 'tests', 'export', 'timm']),
     'classic': dict(python='3.8', mmcv=True, extras=[
         'mmdet', 'mmseg', 'mmpretrain', 'tests', 'deploy', 'timm']),
     'newest': dict(python='3.12', mmcv=False, extras=['mmpretrain', 'tests']),
+    # a plain timm user's: no OpenMMLab toolbox, so transformers can be
+    # there (mmpretrain 1.2.0 fails to import beside it: docs/timm.md)
+    'timm': dict(python='3.12', mmcv=None, extras=['timm', 'tests'],
+                 more=['transformers']),
 }
 # tests/ ids; the goldens of ../shared/reference through GLNet and mmpretrain,
 # and the development stack's outputs (GLNET_MM_REFERENCE_PYTHON runs it)
@@ -82,7 +87,9 @@ test_timm.py --deselect=tests/test_timm.py::test_transformers_auto_backbone'.spl
 STACKS['newest']['checks'] = COMMON_CHECKS + [
     'test_compile.py::test_compiled_matches_eager', '--deselect=tests/'
     'test_checkpoint.py::test_init_cfg_pretrained_through_the_registry']
-for stack in ('classic', 'newest'):
+STACKS['timm']['checks'] = ['test_timm.py', '--deselect=tests/test_timm.py::'
+                            'test_toy_mask_rcnn_through_mmpretrain_timm_backbone']
+for stack in ('classic', 'newest', 'timm'):
     STACKS[stack]['checks'] = [c if c.startswith('-') else f'tests/{c}'
                                for c in STACKS[stack]['checks']]
 
@@ -248,15 +255,18 @@ def fill(session, python, stack, own_torch=False, bundle=None, ops=None,
     install(session, python, stack, *[
         n for n in BUILD if not (own_torch and n.startswith('torch'))],
         own_torch=own_torch)
-    mmcv = [mmcv_wheel(session, python, ops)] if STACKS[stack]['mmcv'] \
-        else ['mmcv-lite']
-    extras = ','.join(STACKS[stack]['extras'])
+    spec = STACKS[stack]
+    toolboxes = spec['mmcv'] is not None
+    mmcv = [] if not toolboxes else [mmcv_wheel(session, python, ops)] \
+        if spec['mmcv'] else ['mmcv-lite']
+    extras = ','.join(spec['extras'])
     glnet_mm = ['-e', f'{ROOT}[{extras}]'] if editable else \
-        requirements(*STACKS[stack]['extras'])
-    install(session, python, stack, *mmcv, *glnet_mm, *MIM,
-            own_torch=own_torch)
-    install(session, python, stack, '--no-deps', 'openmim',
-            own_torch=own_torch)
+        requirements(*spec['extras'])
+    install(session, python, stack, *mmcv, *glnet_mm, *spec.get('more', []),
+            *(MIM if toolboxes else []), own_torch=own_torch)
+    if toolboxes:
+        install(session, python, stack, '--no-deps', 'openmim',
+                own_torch=own_torch)
 
 
 def new_venv(session, venv, python, own_torch=False):
@@ -346,6 +356,13 @@ def classic(session):
 def newest(session):
     """Python 3.12, the newest torch and numpy, mmcv-lite, mmpretrain."""
     check_stack(session, 'newest')
+
+
+@nox.session(python=find_python('3.12', False), reuse_venv=True)
+def timm(session):
+    """Python 3.12, the newest torch, timm and transformers, no OpenMMLab
+    toolbox: GLNet through timm's API alone."""
+    check_stack(session, 'timm')
 
 
 def out_dir(path, force):
