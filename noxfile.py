@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -49,16 +50,14 @@ TORCH = ('torch', 'torchvision', 'triton', 'nvidia-', 'cuda-')
 MIM = ['click', 'colorama', 'model-index', 'pandas', 'requests', 'rich',
        'tabulate']
 # python: X.Y; extras: pyproject.toml's; mmcv: compiled (True), mmcv-lite
-# from the index (False) or none, and no toolbox (None); more: packages
-# beside the extras; checks: the tests it runs (current: the whole suite).
+# (False), no toolbox (None); more: beside the extras; checks: its tests.
 STACKS = {
     'current': dict(python='3.11', mmcv=True, extras=[
         'mmdet', 'mmseg', 'mmpretrain', 'tests', 'export', 'timm']),
     'classic': dict(python='3.8', mmcv=True, extras=[
         'mmdet', 'mmseg', 'mmpretrain', 'tests', 'deploy', 'timm']),
     'newest': dict(python='3.12', mmcv=False, extras=['mmpretrain', 'tests']),
-    # a plain timm user's: no OpenMMLab toolbox, so transformers can be
-    # there (mmpretrain 1.2.0 fails to import beside it: docs/timm.md)
+    # a plain timm user's; transformers breaks mmpretrain 1.2.0 (timm.md)
     'timm': dict(python='3.12', mmcv=None, extras=['timm', 'tests'],
                  more=['transformers']),
 }
@@ -443,41 +442,6 @@ def bundle(session):
     session.log(f'{out}: {len(files)} files, {size:.0f} MB')
 
 
-def run_step(session, steps, log, step, note, commands, needs=(),
-             results=(), skip_status=None):
-    """Run one step of the GPU check and append its record to ``steps``:
-    each command a function or a command line (its output to ``log``). A
-    step whose ``needs`` did not succeed is skipped, and so is one whose
-    command line exits with its ``skip_status`` (it cannot run on this
-    machine; its JSON, ``results[0]``, lists why under ``missing``);
-    otherwise an error or a non-zero exit fails it."""
-    failed = [s['step'] for s in steps
-              if s['step'] in needs and s['status'] != 'ok']
-    t0, status = time.time(), 'skipped' if failed else 'ok'
-    why = f'{", ".join(failed)} did not succeed' if failed else note
-    with open(log, 'a') as f:
-        f.write(f'== step {step}: {note}\n')
-        for command in [] if failed else commands:
-            try:
-                if callable(command):
-                    command()
-                    continue
-                code = subprocess.run(command, stdout=f, cwd=ROOT,
-                                      stderr=subprocess.STDOUT).returncode
-                if code and code == skip_status and status == 'ok':
-                    missing = json.loads(Path(results[0]).read_text())
-                    status, why = 'skipped', f'{note}; not run here: ' + \
-                        '; '.join(missing.get('missing', []))
-                elif code:
-                    status = 'failed'
-            except (Exception, SystemExit) as e:  # noqa: B902
-                f.write(f'{type(e).__name__}: {e}\n')
-                status = 'failed'
-    steps.append(dict(step=step, status=status, results=list(results),
-                      note=why, seconds=int(time.time() - t0)))
-    session.log(f'{step}: {status} in {steps[-1]["seconds"]} s')
-
-
 @nox.session(venv_backend='none')
 def gpu_check(session):
     """The GPU check on a bare GPU machine (docs/gpu.md), on its own python3
@@ -523,11 +487,13 @@ def gpu_check(session):
         [base, tool, 'plan', '--python', python, '--work', str(work)] + (
             ['--dry-run'] if args.dry_run else []), cwd=ROOT, check=True,
         capture_output=True, text=True).stdout)
+    run_step = runpy.run_path(str(ROOT / tool))['run_step']
     for item in [dict(step='install', commands=[install], note=(
             f'a venv on the torch {torch["version"]} of {base}, mmcv without '
             f'ops, from {bundle or "the index"}'))] + plan:
         # a step without commands (mmcv-build): this session's build
-        run_step(session, steps, log, **{'commands': [build_mmcv], **item})
+        done = run_step(steps, log, **{'commands': [build_mmcv], **item})
+        session.log(f'{done["step"]}: {done["status"]} in {done["seconds"]} s')
     (work / 'steps.jsonl').write_text(''.join(json.dumps(s) + '\n'
                                               for s in steps))
     session.run(base, tool, 'report', '--steps', str(work / 'steps.jsonl'),

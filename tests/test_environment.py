@@ -174,42 +174,6 @@ def test_every_stack_check_exists():
         assert 'no tests ran' not in out.stdout and 'ERROR' not in out.stdout
 
 
-def test_gpu_check_steps_failed_skipped_and_not_run_here(tmp_path):
-    """noxfile's run_step: a command exiting with the step's skip status
-    (tools/misc/gpu_check.py's trt without TensorRT) is a skipped step whose
-    note says why (its JSON's ``missing``), not a failure; any other
-    non-zero exit, or the skip status of a step that has none, fails it; a
-    step that needs a failed one is skipped without running."""
-    noxfile = load_noxfile()
-    steps, log, logged = [], tmp_path / 'log', []
-    session = SimpleNamespace(log=logged.append)
-    result = tmp_path / 'trt.json'
-
-    def exits(code, missing=None):
-        body = f'json.dump({{"missing": {missing!r}}}, open({str(result)!r}, ' \
-            f'"w")); ' if missing else ''
-        return [sys.executable, '-c', f'import json, sys; {body}sys.exit'
-                f'({code})']
-    ran = []
-    for step, commands, extra in [
-            ('ok', [lambda: ran.append('ok')], {}),
-            ('trt', [exits(3, ['no CUDA device', 'no tensorrt'])],
-             dict(needs=['ok'], results=[str(result)], skip_status=3)),
-            ('plain', [exits(3)], {}),
-            ('after', [lambda: ran.append('after')], dict(needs=['plain']))]:
-        noxfile.run_step(session, steps, log, step, f'{step} note', commands,
-                         **extra)
-    status = {s['step']: s['status'] for s in steps}
-    assert status == dict(ok='ok', trt='skipped', plain='failed',
-                          after='skipped')
-    notes = {s['step']: s['note'] for s in steps}
-    assert notes['trt'] == ('trt note; not run here: no CUDA device; '
-                            'no tensorrt')
-    assert notes['after'] == 'plain did not succeed'
-    assert ran == ['ok'] and len(logged) == 4
-    assert '== step trt: trt note' in log.read_text()
-
-
 @pytest.fixture(scope='module')
 def torch_python(tmp_path_factory):
     """A Python that has torch, torchvision and their dependencies (those

@@ -1,4 +1,4 @@
-"""tools/misc/gpu_check.py's ``trt`` step, what of it runs on a CPU: the plan
+"""tools/misc/gpu_check.py's ``trt`` step and its step runner, what of them runs on a CPU: the plan
 lists it with its skip status, its arguments are checked, and without a GPU,
 TensorRT or mmdeploy it still builds the models, runs PyTorch fp32 and AMP
 (bf16 on a CPU) in interleaved rounds and compares them with deploy.py's
@@ -6,6 +6,7 @@ comparison, names what is missing and exits with the skip status (the
 whole check's dry run: tests/test_environment.py). The engines themselves
 need a GPU: not run here."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -110,3 +111,38 @@ def test_trt_on_a_cpu_compares_pytorch_and_says_what_is_missing(tmp_path):
     assert seg['amp_speedup_vs_fp32'] > 0
     assert 0.9 <= seg['amp_vs_fp32']['label_agreement'] <= 1
     assert 0 < seg['amp_vs_fp32']['label_miou'] <= 1
+
+
+def test_steps_failed_skipped_and_not_run_here(tmp_path):
+    """run_step (``nox -s gpu_check`` runs the plan with it): a command
+    exiting with the step's skip status (``trt`` without TensorRT) is a
+    skipped step whose note says why (its JSON's ``missing``), not a
+    failure; any other non-zero exit, or the skip status of a step that has
+    none, fails it; a step that needs a failed one is skipped without
+    running."""
+    steps, log, result = [], tmp_path / 'log', tmp_path / 'trt.json'
+
+    def exits(code, missing=None):
+        body = f'json.dump({{"missing": {missing!r}}}, open({str(result)!r}, ' \
+            f'"w")); ' if missing else ''
+        return [sys.executable, '-c', f'import json, sys; {body}sys.exit'
+                f'({code})']
+    ran = []
+    for step, commands, extra in [
+            ('ok', [lambda: ran.append('ok')], {}),
+            ('trt', [exits(3, ['no CUDA device', 'no tensorrt'])],
+             dict(needs=['ok'], results=[str(result)], skip_status=3)),
+            ('plain', [exits(3)], {}),
+            ('after', [lambda: ran.append('after')], dict(needs=['plain']))]:
+        record = tool.run_step(steps, log, step, f'{step} note', commands,
+                               **extra)
+        assert record is steps[-1] and record['step'] == step
+    status = {s['step']: s['status'] for s in steps}
+    assert status == dict(ok='ok', trt='skipped', plain='failed',
+                          after='skipped')
+    notes = {s['step']: s['note'] for s in steps}
+    assert notes['trt'] == ('trt note; not run here: no CUDA device; '
+                            'no tensorrt')
+    assert notes['after'] == 'plain did not succeed'
+    assert ran == ['ok']
+    assert '== step trt: trt note' in log.read_text()

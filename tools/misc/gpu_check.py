@@ -36,7 +36,8 @@ each also runs alone:
 * ``plan``: the steps above with their arguments, as ``nox -s gpu_check``
   runs them (``--dry-run``: tiny sizes on the CPU, fewer models);
 * ``report``: the JSON and Markdown of a whole check (standard library
-  only, so it also runs where the install step failed).
+  only, so it also runs where the install step failed); ``run_step``, which
+  ``nox -s gpu_check`` imports to run the plan, is standard library too.
 
 A step exits with status 1 when its check fails (parity beyond tolerance,
 a loss that does not fall over >= 20 iterations, non-finite outputs, an
@@ -563,6 +564,43 @@ def plan(args):
     ]
     print(json.dumps(steps))
     return 0
+
+
+# ------------------------------------------------------------------ run ---
+def run_step(steps, log, step, note, commands, needs=(), results=(),
+             skip_status=None):
+    """Run one step of a check (``nox -s gpu_check`` runs its plan with
+    this, each command a function or a command line, its output to
+    ``log``), append its record to ``steps`` and return it: skipped if a
+    step it ``needs`` did not succeed, or if a command line exits with
+    ``skip_status`` (it cannot run here: its JSON, ``results[0]``, says why
+    under ``missing``); failed on an error or any other exit status."""
+    import subprocess
+    failed = [s['step'] for s in steps
+              if s['step'] in needs and s['status'] != 'ok']
+    t0, status = time.time(), 'skipped' if failed else 'ok'
+    why = f'{", ".join(failed)} did not succeed' if failed else note
+    with open(log, 'a') as f:
+        f.write(f'== step {step}: {note}\n')
+        for command in [] if failed else commands:
+            f.flush()
+            try:
+                code = command() if callable(command) else subprocess.run(
+                    command, stdout=f, cwd=REPO,
+                    stderr=subprocess.STDOUT).returncode
+            except (Exception, SystemExit) as e:  # noqa: B902
+                f.write(f'{type(e).__name__}: {e}\n')
+                code = -1
+            if code and code == skip_status and status == 'ok':
+                with open(results[0]) as r:
+                    missing = json.load(r).get('missing', [])
+                status, why = 'skipped', f'{note}; not run here: ' + \
+                    '; '.join(missing)
+            elif code:
+                status = 'failed'
+    steps.append(dict(step=step, status=status, results=list(results),
+                      note=why, seconds=int(time.time() - t0)))
+    return steps[-1]
 
 
 # ---------------------------------------------------------------- report ---
