@@ -1,8 +1,9 @@
-"""tools/misc/gpu_check.py's ``trt`` step and its step runner, what of them runs on a CPU: the plan
-lists it with its skip status, its arguments are checked, and without a GPU,
-TensorRT or mmdeploy it still builds the models, runs PyTorch fp32 and AMP
-(bf16 on a CPU) in interleaved rounds and compares them with deploy.py's
-comparison, names what is missing and exits with the skip status (the
+"""tools/misc/gpu_check.py's ``trt`` step and step runner, what of them runs
+on a CPU: the plan lists ``trt`` with its skip status, its arguments are
+checked, and without a GPU, TensorRT or mmdeploy it still builds the
+models, runs PyTorch fp32 and AMP (bf16 on a CPU) in interleaved rounds and
+compares them with deploy.py's comparison, names what is missing and exits
+with the skip status; ``run_step`` records skipped and failed steps (the
 whole check's dry run: tests/test_environment.py). The engines themselves
 need a GPU: not run here."""
 import json
