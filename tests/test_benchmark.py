@@ -237,6 +237,8 @@ def test_heads_resolve_to_configs(bench):
      'not with --mode train'),
     (['detector', '--backend', 'onnxruntime', '--precision', 'bf16',
       '--compile'], 'not with --precision bf16, --compile'),
+    (['detector', '--head', 'mask2former', '--memory'],
+     'Mask2Former (COCO) trains on 1024x1024 crops'),
 ])
 def test_bad_arguments_are_named(bench, capsys, argv, message):
     with pytest.raises(SystemExit):

@@ -1061,6 +1061,13 @@ def parse_args(argv=None):
         parser.error(f'--pareto {args.pareto} exists; choose another file')
     if args.pareto and not args.pareto.endswith(('.png', '.pdf', '.svg')):
         parser.error('--pareto must end in .png, .pdf or .svg')
+    if (args.task == 'detector' and args.head == 'mask2former'
+            and (args.memory or args.mode == 'train')
+            and max(args.size) > 1024):
+        parser.error(f'--size {args.size[0]} {args.size[1]}: Mask2Former '
+                     '(COCO) trains on 1024x1024 crops (its preprocessor '
+                     'pads each batch to 1024x1024 and refuses larger '
+                     'images): use --size 1024 with --memory or --mode train')
     if args.with_cp and args.mode != 'train' and not args.memory:
         parser.error('--with-cp changes training steps only: use it with '
                      '--mode train or --memory')
