@@ -337,7 +337,7 @@ def test_transformers_auto_backbone():
     # not in any stack: where it is installed, mmpretrain 1.2.0 imports it
     # on import and needs transformers < 4.56 (docs/timm.md)
     pytest.importorskip('transformers', reason='transformers is not '
-                        'installed (no stack has it: docs/timm.md)')
+                        'installed (the timm stack has it: docs/timm.md)')
     from transformers import AutoBackbone, TimmBackboneConfig
     config = TimmBackboneConfig(backbone='glnet_stl', out_indices=(1, 2, 3),
                                 use_pretrained_backbone=False)
