@@ -334,8 +334,8 @@ def test_features_model_is_one_graph(small):
 def test_transformers_auto_backbone():
     """transformers' ``AutoBackbone`` with ``use_timm_backbone=True`` (a
     ``TimmBackboneConfig``) builds the timm model by name: GLNet's maps."""
-    # not in any stack: where it is installed, mmpretrain 1.2.0 imports it
-    # on import and needs transformers < 4.56 (docs/timm.md)
+    # the timm stack's (nox -s timm): beside it mmpretrain 1.2.0 fails to
+    # import, so no OpenMMLab stack has it (docs/timm.md)
     pytest.importorskip('transformers', reason='transformers is not '
                         'installed (the timm stack has it: docs/timm.md)')
     from transformers import AutoBackbone, TimmBackboneConfig
