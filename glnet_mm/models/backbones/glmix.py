@@ -489,8 +489,8 @@ class MHABlock(_Block):
         dim (int): Channels.
         num_heads (int): Attention heads.
         window (int, optional): Not the paper's block: attention within
-            ``window`` x ``window`` windows of the map (:func:`
-            window_attention`) wherever the map is larger than one window;
+            ``window`` x ``window`` windows of the map
+            (:func:`window_attention`) wherever it is larger than one window;
             its cost then grows linearly with the pixels instead of with
             their square. The weights are the same. Defaults to None:
             attention over all pixels, as released.
