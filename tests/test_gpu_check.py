@@ -63,14 +63,10 @@ def test_agreement_limits():
     assert deploy.label_miou(ref, out) == pytest.approx((1 + .5 + .8) / 3)
     assert deploy.label_miou(ref, ref) == 1.0
 
-    class Stub:  # summary() of compare_sample(): the worst figures
+    class Stub:  # compare_outputs(): the worst figures of the images
         @staticmethod
-        def summary(per_image):
-            return per_image[0]
-
-        @staticmethod
-        def compare_sample(ref, out, min_score):
-            return dict(ref, **out)
+        def compare_outputs(refs, outs, min_score):
+            return dict(refs[0], **outs[0])
     seg = tool.agreement(Stub, [dict(label_agreement=.995)], [{}])
     assert seg['within_limits']
     assert not tool.agreement(Stub, [dict(label_agreement=.98)],

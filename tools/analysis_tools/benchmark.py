@@ -848,7 +848,6 @@ def onnxruntime_call(task, spec, head, model, data, size, work):
             ort_max_rel_err=max(errors))
     deploy = _load_tool('deployment/deploy')
     deploy.register_rewriters()
-    from mmdeploy.apis.utils import build_task_processor
     from mmdeploy.utils import load_config
     if head not in DEPLOY_CONFIGS[task]:
         raise ValueError(f'--backend onnxruntime: no deploy config for the '
@@ -867,15 +866,12 @@ def onnxruntime_call(task, spec, head, model, data, size, work):
     mmcv.imwrite(np.random.default_rng(0).integers(
         0, 256, (*size, 3), dtype=np.uint8), img)
     files = deploy.export(deploy_cfg, model_cfg, weights, img, work)
-    processor = build_task_processor(model_cfg, deploy_cfg, 'cpu')
-    backend = processor.build_backend_model(
-        files, processor.update_data_preprocessor)
+    backend = deploy.backend_model(deploy_cfg, model_cfg, files)
     use_threads(backend, files[0], threads)
     with torch.no_grad():
         refs = model(**copy.deepcopy(data))
         outs = backend(**copy.deepcopy(data))
-    worst = deploy.summary({i: deploy.compare_sample(r, o, 0.3)
-                            for i, (r, o) in enumerate(zip(refs, outs))})
+    worst = deploy.compare_outputs(refs, outs, 0.3)
 
     def infer():
         with torch.no_grad():

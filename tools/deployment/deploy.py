@@ -437,6 +437,21 @@ def summary(per_image):
     return worst
 
 
+def compare_outputs(refs, outs, min_score):
+    """:func:`compare_sample` of two models' outputs image by image, the
+    worst over the images (:func:`summary`)."""
+    return summary({i: compare_sample(r, o, min_score)
+                    for i, (r, o) in enumerate(zip(refs, outs))})
+
+
+def backend_model(deploy_cfg, model_cfg, files, device='cpu'):
+    """mmdeploy's model of the exported ``files`` (:func:`export`), built
+    by its task processor with the config's data preprocessor."""
+    from mmdeploy.apis.utils import build_task_processor
+    task = build_task_processor(model_cfg, deploy_cfg, device)
+    return task.build_backend_model(files, task.update_data_preprocessor)
+
+
 def main(argv=None):
     args = parse_args(argv)
     version = check_stack()

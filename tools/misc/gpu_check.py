@@ -357,8 +357,7 @@ def agreement(deploy, refs, outs):
     """deploy.py's per-image comparison of two models' outputs (boxes,
     scores, masks' IoU; segmentation labels and mIoU), the worst over the
     images, and whether it is within the step's fp16 limits."""
-    worst = deploy.summary({i: deploy.compare_sample(r, o, 0.3)
-                            for i, (r, o) in enumerate(zip(refs, outs))})
+    worst = deploy.compare_outputs(refs, outs, 0.3)
     if 'label_agreement' in worst:
         ok = worst['label_agreement'] >= TRT_LABEL_AGREEMENT
     else:
@@ -423,7 +422,6 @@ def trt_model(name, trt_file, ort_file, config, size, args, missing,
     if missing:
         entry['engine_error'] = 'not run: ' + '; '.join(missing)
     else:
-        from mmdeploy.apis.utils import build_task_processor
         from mmdeploy.utils import load_config
         deploy_cfg, = load_config(osp.join(REPO, 'configs', 'deploy',
                                            deploy_file))
@@ -431,9 +429,7 @@ def trt_model(name, trt_file, ort_file, config, size, args, missing,
         files = deploy.export(deploy_cfg, cfg, weights, images[0], work,
                               args.device)
         entry['build_s'] = time.perf_counter() - start
-        processor = build_task_processor(cfg, deploy_cfg, args.device)
-        engine = processor.build_backend_model(
-            files, processor.update_data_preprocessor)
+        engine = deploy.backend_model(deploy_cfg, cfg, files, args.device)
 
         def run_engine():
             with torch.no_grad():
