@@ -143,6 +143,13 @@ RULE_ARCHS = [
 ]
 
 
+def rule_model(arch):
+    """A small GLNet of one of :data:`RULE_ARCHS` (seed 0, drop path on)."""
+    torch.manual_seed(0)
+    return GLNet(dict(arch, depths=[1, 1, 2, 1], channels=[32, 64, 96, 128]),
+                 drop_path_rate=0.1)
+
+
 def tricks_off(monkeypatch):
     """Every speed trick of glmix.py off, the documented way (its module
     docstring): each operation computed out of place."""
@@ -189,10 +196,7 @@ def test_speed_tricks_change_nothing(grad, monkeypatch):
 
     x = torch.randn(2, 3, 45, 61)
     for arch in RULE_ARCHS:
-        torch.manual_seed(0)
-        model = GLNet(dict(arch, depths=[1, 1, 2, 1],
-                           channels=[32, 64, 96, 128]),
-                      drop_path_rate=0.1).eval()
+        model = rule_model(arch).eval()
         for stage in model.stages:
             for block in stage.blocks:
                 block.register_forward_pre_hook(
@@ -260,10 +264,7 @@ def test_lean_backward_keeps_less_and_changes_nothing(autocast, monkeypatch):
     released presets: at least 25% less)."""
     x = torch.randn(2, 3, 45, 61)
     for arch in RULE_ARCHS:
-        torch.manual_seed(0)
-        model = GLNet(dict(arch, depths=[1, 1, 2, 1],
-                           channels=[32, 64, 96, 128]),
-                      drop_path_rate=0.1).train()
+        model = rule_model(arch).train()
         state = {k: v.clone() for k, v in model.state_dict().items()}
         lean, lean_bytes = _train_step(model, x, autocast)
         model.load_state_dict(state)
