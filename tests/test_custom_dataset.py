@@ -59,8 +59,10 @@ EDITS = {
 # ---- CI ONLY: short runs on a CPU (not part of the guide) -------------------
 # 'train.' options go to tools/train.py; 'val.' ones to tools/train.py as
 # val_dataloader.* and to tools/test.py as test_dataloader.*; 'both.' ones
-# to both as they are.
-_DET_SHORT = dict(train=['train_cfg.max_epochs=1',
+# to both as they are. Checkpoints without the optimizer's state: nothing
+# resumes here, and the detector's is 3x smaller to write and read.
+_NO_OPTIMIZER = 'default_hooks.checkpoint.save_optimizer=False'
+_DET_SHORT = dict(train=['train_cfg.max_epochs=1', _NO_OPTIMIZER,
                          'train_dataloader.dataset.pipeline.2.scale='
                          '(160,128)'],
                   val=['dataset.pipeline.1.scale=(160,128)'])
@@ -70,12 +72,14 @@ CI_OPTIONS = {
     DET: dict(_DET_SHORT, both=['model.test_cfg.rcnn.max_per_img=20']),
     RETINA: _DET_SHORT,
     SEG: dict(train=['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                     _NO_OPTIMIZER,
                      'train_dataloader.batch_size=2',
                      'train_dataloader.dataset.pipeline.2.scale=(96,64)',
                      'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
                      'model.data_preprocessor.size=(64,64)'],
               val=['dataset.pipeline.1.scale=(96,64)']),
     CLS: dict(train=['train_cfg.max_epochs=1', 'train_dataloader.batch_size=4',
+                     _NO_OPTIMIZER,
                      'train_dataloader.dataset.pipeline.1.scale=64'],
               val=['dataset.pipeline.1.scale=72',
                    'dataset.pipeline.2.crop_size=64']),
@@ -231,7 +235,8 @@ def test_dataset_check_passes_user_data(guide, workspace):
 
 def test_each_task_trains_and_evaluates(guide):
     """Each training run logs its iterations and evaluates on the val
-    split with the task's metric. RetinaNet after one iteration scores
+    split with the task's metric, and tools/test.py evaluates the detector's
+    last checkpoint again (CocoMetric). RetinaNet after one iteration scores
     below its 0.05 threshold everywhere (its classifier starts at a 0.01
     prior): mmdet's CocoMetric then says the results are empty."""
     for config, metric in ((DET, 'coco/segm_mAP'), (RETINA, 'coco/bbox_mAP'),
@@ -243,10 +248,8 @@ def test_each_task_trains_and_evaluates(guide):
         assert re.search(rf'{re.escape(metric)}: [-\d.]+', out) or (
             config == RETINA and 'The testing results of the whole dataset '
             'is empty' in out), (config, out[-3000:])
-    for config, metric in ((SEG, 'mIoU'), (CLS, 'accuracy/top1'),
-                           (DET, 'coco/bbox_mAP')):
-        out = command(guide, 'tools/test.py', config)
-        assert re.search(rf'{re.escape(metric)}: [-\d.]+', out), out[-3000:]
+    out = command(guide, 'tools/test.py', DET)
+    assert re.search(r'coco/bbox_mAP: [-\d.]+', out), out[-3000:]
 
 
 def test_detector_loads_every_backbone_weight(guide, workspace,
@@ -292,11 +295,10 @@ def test_inference_and_slots_on_own_images(guide, workspace):
     ws = workspace['root']
     assert osp.isfile(osp.join(ws, 'outputs', 'my-coco', 'vis',
                                'photo.jpg'))
-    det_out, cls_out = [o for c, o in guide.items()
-                        if c.startswith('python block')]
-    assert '1 images; drawn in outputs/my-coco/vis' in det_out
+    (out, ) = [o for c, o in guide.items() if c.startswith('python block')]
+    assert '1 images; drawn in outputs/my-coco/vis' in out
     assert glob.glob(osp.join(ws, 'outputs', 'my-seg', 'vis', '*'))
-    assert any(ln in LEAVES for ln in cls_out.splitlines()), cls_out[-2000:]
+    assert any(ln in LEAVES for ln in out.splitlines()), out[-2000:]
     assert osp.getsize(osp.join(ws, 'outputs', 'slots_photo.png')) > 1000
     # a portrait photo, a barely trained model: many equal slot maps, and
     # still distinct representative slots in each block

@@ -13,7 +13,6 @@ import os.path as osp
 import pickle
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -286,27 +285,72 @@ def toy_detector(detection_pair):
     return str(work.parent / 'cfg2.py'), checkpoint
 
 
-def evaluate(command, out):
-    """Run a test command; the metrics rank 0 logged, and the predictions
-    it saved to ``out``."""
-    proc = subprocess.run(command + ['--out', str(out)], cwd=REPO, env=env(),
+FAKE_SRUN = """#!/usr/bin/env bash
+# srun for one task on this machine: record the arguments, set slurm's
+# variables, run the command after srun's own options (with RECORD_ONLY set:
+# only record).
+printf '%s\\n' "$@" > "$SRUN_LOG"
+[ -z "${RECORD_ONLY:-}" ] || exit 0
+while [[ "$1" == -* ]]; do
+    case "$1" in -p) shift 2 ;; *) shift ;; esac
+done
+SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_LOCALID=0 SLURM_NODELIST=localhost \\
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT exec "$@"
+"""
+
+
+def run_script(args, tmp, out=None, **more):
+    """``bash tools/<script> ARGS`` from the repo root with ``srun`` a
+    stand-in (FAKE_SRUN) on the PATH; its output, the arguments srun got,
+    and what ``--out`` saved, if given: (metrics, predictions)."""
+    bin_dir = tmp / 'bin'
+    if not bin_dir.is_dir():
+        bin_dir.mkdir()
+        (bin_dir / 'srun').write_text(FAKE_SRUN)
+        (bin_dir / 'srun').chmod(0o755)
+    variables = env()
+    variables.update(PATH=f"{bin_dir}{os.pathsep}{variables['PATH']}",
+                     SRUN_LOG=str(tmp / 'srun_args'), GPUS='1', **more)
+    args = [osp.join(REPO, 'tools', args[0]), *map(str, args[1:])]
+    if out:
+        args += ['--out', str(out)]
+    proc = subprocess.run(['bash', *args], cwd=REPO, env=variables,
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    metrics = dict(re.findall(r'(coco/\w+): (-?[\d.]+)',
-                              proc.stdout + proc.stderr))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    srun_args = ((tmp / 'srun_args').read_text().split('\n')
+                 if 'slurm' in args[0] else None)
+    if out is None:
+        return log, srun_args, None
     with open(out, 'rb') as f:
-        return metrics, pickle.load(f)
+        predictions = pickle.load(f)
+    return log, srun_args, (dict(re.findall(r'(coco/\w+): (-?[\d.]+)', log)),
+                            predictions)
 
 
-def test_dist_test_two_processes_match_one(toy_detector, tmp_path):
-    """tools/dist_test.sh with 2 CPU processes (each evaluates 2 of the 4
-    validation images) reports the same bbox and segm mAP as tools/test.py
-    on one, from the same predictions, which --out saves."""
+@pytest.fixture(scope='module')
+def slurm_test(toy_detector, tmp_path_factory):
+    """slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT --out FILE
+    through the srun stand-in, which runs its one task here as srun does
+    (slurm's variables set: tools/test.py --launcher slurm, gloo on the
+    CPU): its log, srun's arguments and (metrics, predictions)."""
     config, checkpoint = toy_detector
-    one, preds1 = evaluate([sys.executable, osp.join(REPO, 'tools', 'test.py'),
-                            config, checkpoint], tmp_path / 'one.pkl')
-    two, preds2 = evaluate(['bash', osp.join(REPO, 'tools', 'dist_test.sh'),
-                            config, checkpoint, '2'], tmp_path / 'two.pkl')
+    tmp = tmp_path_factory.mktemp('slurm_test')
+    return run_script(['slurm_test.sh', 'gpu', 'glnet', config, checkpoint],
+                      tmp, out=tmp / 'one.pkl')
+
+
+def test_dist_test_two_processes_match_one(toy_detector, slurm_test,
+                                           tmp_path):
+    """tools/dist_test.sh with 2 CPU processes (each evaluates 2 of the 4
+    validation images) reports the same bbox and segm mAP as one process
+    (slurm_test.sh's one task: tools/test.py), from the same predictions,
+    which --out saves."""
+    config, checkpoint = toy_detector
+    _, _, (one, preds1) = slurm_test
+    _, _, (two, preds2) = run_script(
+        ['dist_test.sh', config, checkpoint, 2], tmp_path,
+        out=tmp_path / 'two.pkl')
     print('1 process', one, '2 processes', two)
     assert 'coco/bbox_mAP' in one and 'coco/segm_mAP' in one
     assert one == two
@@ -333,77 +377,41 @@ def test_test_py_refuses_to_overwrite(toy_detector, tmp_path):
     assert not (tmp_path / 'work').exists()
 
 
-FAKE_SRUN = """#!/usr/bin/env bash
-# srun for one task on this machine: record the arguments, set slurm's
-# variables, run the command after srun's own options (with RECORD_ONLY set:
-# only record).
-printf '%s\\n' "$@" > "$SRUN_LOG"
-[ -z "${RECORD_ONLY:-}" ] || exit 0
-while [[ "$1" == -* ]]; do
-    case "$1" in -p) shift 2 ;; *) shift ;; esac
-done
-SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_LOCALID=0 SLURM_NODELIST=localhost \\
-    MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT exec "$@"
-"""
-
-
-@pytest.fixture
-def fake_srun(tmp_path):
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    (bin_dir / 'srun').write_text(FAKE_SRUN)
-    (bin_dir / 'srun').chmod(0o755)
-    variables = env()
-    variables.update(PATH=f"{bin_dir}{os.pathsep}{variables['PATH']}",
-                     SRUN_LOG=str(tmp_path / 'srun_args'), GPUS='1')
-    return variables, tmp_path / 'srun_args'
-
-
-def test_slurm_scripts_take_openmmlab_arguments(toy_detector, fake_srun,
+def test_slurm_scripts_take_openmmlab_arguments(toy_detector, slurm_test,
                                                 tmp_path):
     """slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR and slurm_test.sh
-    PARTITION JOB_NAME CONFIG CHECKPOINT, as mmdet's, through srun (a
-    stand-in running one task here, which sets slurm's variables as srun
-    does: tools/train.py --launcher slurm trains with gloo on the CPU); the
-    old slurm_train.sh CONFIG N form gives srun the same command."""
+    PARTITION JOB_NAME CONFIG CHECKPOINT, as mmdet's, give srun the
+    OpenMMLab command; the old slurm_train.sh CONFIG N form gives srun the
+    same command. slurm_test.sh's task ran (the ``slurm_test`` fixture):
+    tools/test.py read slurm's variables (one task, gloo on the CPU); the
+    launcher code is the one tools/train.py runs
+    (glnet_mm.apis.runner.runner_config), so the training commands are only
+    recorded here."""
     config, checkpoint = toy_detector
-    variables, srun_log = fake_srun
-
-    def run(*args, **more):
-        proc = subprocess.run(['bash', *args], cwd=REPO,
-                              env=dict(variables, **more),
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return proc.stdout + proc.stderr, srun_log.read_text().split('\n')
-
-    # what these trainings prove needs 2 iterations and 1 image to validate
-    fewer = ['--cfg-options', 'train_dataloader.dataset.indices=2',
-             'val_dataloader.dataset.indices=1']
-    work = tmp_path / 'work'
-    log, srun_args = run(osp.join(REPO, 'tools', 'slurm_train.sh'), 'gpu',
-                         'glnet', config, str(work), *fewer)
+    log, srun_args, _ = slurm_test
     assert srun_args[:4] == ['-p', 'gpu', '--job-name=glnet', '--gres=gpu:1']
-    assert '--ntasks=1' in srun_args
+    assert '--ntasks=1' in srun_args and checkpoint in srun_args
     assert srun_args[-3:-1] == ['--launcher', 'slurm']
-    train_srun = srun_args
-    assert checkpoints(work)
-    # train.py read slurm's variables: one task, gloo on the CPU
-    rank0, = probes(work)
-    assert rank0['world_size'] == 1
     assert ('Distributed launcher: slurm' in log
             or "launcher='slurm'" in log)
+    assert 'coco/bbox_mAP' in log
 
-    log, srun_args = run(osp.join(REPO, 'tools', 'slurm_test.sh'), 'gpu',
-                         'glnet', config, checkpoint)
-    assert checkpoint in srun_args and 'coco/bbox_mAP' in log
-
-    # the old form: srun gets what the form above gave it (which trained)
-    old = tmp_path / 'old'
-    log, old_args = run(osp.join(REPO, 'tools', 'slurm_train.sh'), config,
-                        '1', '--work-dir', str(old), *fewer,
-                        PARTITION='gpu', JOB_NAME='glnet', RECORD_ONLY='1')
+    work = tmp_path / 'work'
+    _, train_srun, _ = run_script(['slurm_train.sh', 'gpu', 'glnet', config,
+                                   work], tmp_path, RECORD_ONLY='1')
+    assert train_srun[:4] == ['-p', 'gpu', '--job-name=glnet',
+                              '--gres=gpu:1']
+    assert '--ntasks=1' in train_srun
+    script = train_srun.index(osp.join(REPO, 'tools', 'train.py'))
+    assert train_srun[script + 1:] == [config, '--work-dir', str(work),
+                                      '--launcher', 'slurm', '']
+    # the old form: srun gets what the form above gave it
+    log, old_args, _ = run_script(['slurm_train.sh', config, 1,
+                                   '--work-dir', work], tmp_path,
+                                  PARTITION='gpu', JOB_NAME='glnet',
+                                  RECORD_ONLY='1')
     assert 'old form' in log
-    assert old_args == [str(old) if a == str(work) else a for a in train_srun]
+    assert old_args == train_srun
 
 
 def test_det_inferencer_on_a_trained_checkpoint(toy_detector, data, tmp_path):

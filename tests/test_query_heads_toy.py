@@ -1,5 +1,6 @@
-"""The query-based heads on the toy data, through ``mim train`` with the real
-metrics: DINO-4scale and Mask2Former (instance) on the toy COCO (CocoMetric),
+"""The query-based heads on the toy data, through mmengine's Runner as
+tools/train.py builds it (in the test's process), with the real metrics:
+DINO-4scale and Mask2Former (instance) on the toy COCO (CocoMetric),
 Mask2Former (semantic) on the toy ADE (IoUMetric). Each run is a few
 iterations on the same few images: the loss must fall, the validation must
 report the metrics and reach a bar that the backbone frozen at its random
@@ -11,7 +12,7 @@ import os.path as osp
 import numpy as np
 import pytest
 from PIL import Image
-from train_utils import REPO, mim_train, write_config
+from train_utils import REPO, train_here, write_config
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
@@ -45,9 +46,10 @@ custom_hooks = [dict(type='RNGStateHook'), {HOOK}]
 """
 
 
-def train(package, config, work_dir):
-    """``mim train``; its losses, validation records and slot figures."""
-    _, losses, metrics = mim_train(package, config, work_dir)
+def train(config, work_dir):
+    """The training run; its losses, validation records and slot
+    figures."""
+    losses, metrics = train_here(config, work_dir)
     figures = sorted(glob.glob(osp.join(str(work_dir), '*', 'vis_data',
                                         'vis_image', 'slots_*.png')))
     return losses, metrics, figures
@@ -67,7 +69,7 @@ def check(losses, iterations, figures, height, width):
 
 
 # toy config: its training loop and lr, the metrics it must report, and the
-# bar of one of them. Measured with this run (one thread: mim's process):
+# bar of one of them. Measured with this run (one thread):
 # trained, and with the backbone frozen at its random init
 # (model.backbone.frozen_stages=4: every GLNet weight and BN statistic
 # unchanged, compared before/after). The heads alone lower the loss as much
@@ -99,7 +101,7 @@ def test_coco_head_toy(toy_data, tmp_path, name):
                   f'optim_wrapper = dict(optimizer=dict(lr={lr}))\n'
                   'default_hooks = dict(logger=dict(interval=1), '
                   f'checkpoint=dict(interval={interval}))'))
-    losses, metrics, figures = train('mmdet', config, tmp_path / 'work')
+    losses, metrics, figures = train(config, tmp_path / 'work')
     check(losses, 16, figures, 160, 160)
     (val, ) = metrics
     for key in keys:
@@ -132,7 +134,7 @@ custom_hooks = [dict(type='RNGStateHook'), {HOOK}]
 train_cfg = dict(max_iters=16, val_interval=16)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=16))
 """)
-    losses, metrics, figures = train('mmseg', config, tmp_path / 'work')
+    losses, metrics, figures = train(config, tmp_path / 'work')
     check(losses, 16, figures, 128, 160)
     (val, ) = metrics
     assert 'aAcc' in val

@@ -1,6 +1,7 @@
 """Helpers of the toy training tests: write a derived toy config, run
-``tools/train.py`` / ``tools/dist_train.sh`` / ``mim`` in fresh processes,
-read what :mod:`ddp_probe` or the run's scalars recorded."""
+``tools/train.py`` / ``tools/dist_train.sh`` / ``mim`` in fresh processes
+(or tools/train.py's steps in this one), read what :mod:`ddp_probe` or the
+run's scalars recorded."""
 import glob
 import json
 import os
@@ -76,18 +77,42 @@ def run_mim(*args, timeout=900):
     return proc.stdout + proc.stderr
 
 
-def mim_train(package, config, work_dir, *args):
-    """``mim train PACKAGE CONFIG`` into ``work_dir`` (its logger interval
-    1); its log, the training losses and the validation records of the
-    run's ``scalars.json``."""
-    log = run_mim('train', package, config, '--work-dir', str(work_dir),
-                  *args)
-    (scalars, ) = glob.glob(osp.join(str(work_dir), '*', 'vis_data',
-                                     'scalars.json'))
-    with open(scalars) as f:
+def scalars(work_dir):
+    """The training losses and the validation records of the one run's
+    ``scalars.json`` in ``work_dir`` (its logger interval 1)."""
+    (path, ) = glob.glob(osp.join(str(work_dir), '*', 'vis_data',
+                                  'scalars.json'))
+    with open(path) as f:
         records = [json.loads(line) for line in f]
     losses = [r['loss'] for r in records if 'loss' in r]
-    return log, losses, [r for r in records if 'loss' not in r]
+    return losses, [r for r in records if 'loss' not in r]
+
+
+def mim_train(package, config, work_dir, *args):
+    """``mim train PACKAGE CONFIG`` into ``work_dir``; its log, and the
+    losses and validation records of :func:`scalars`."""
+    log = run_mim('train', package, config, '--work-dir', str(work_dir),
+                  *args)
+    return (log, *scalars(work_dir))
+
+
+def train_here(config, work_dir, threads=1):
+    """tools/train.py's steps in this process (one process, no launcher)
+    on ``threads`` intra-op threads; the losses and validation records of
+    :func:`scalars`. For runs whose subject is the model, not the
+    launcher: no fresh interpreter to import the toolboxes again."""
+    import torch
+
+    from glnet_mm.apis import runner as glnet_runner
+    cfg = glnet_runner.runner_config(config, work_dir=str(work_dir))
+    runner = glnet_runner.build_runner(cfg)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runner.train()
+    finally:
+        torch.set_num_threads(before)
+    return scalars(work_dir)
 
 
 def probes(work_dir):
