@@ -126,7 +126,19 @@ def test_norm_eval_keeps_batchnorm_statistics():
 
 
 @pytest.mark.parametrize('base', ['stl', '16g'])
-def test_with_cp_same_outputs_and_gradients(base):
+def test_with_cp_same_outputs_and_gradients(base, monkeypatch):
+    """Checkpointed blocks give the plain model's outputs and gradients.
+    Inside them the memory tricks (the lean MLP, the global branch's
+    checkpoint) run only in blocks whose MLP has the depth-wise conv
+    (16G's; STL's has none)."""
+    from glnet_mm.models.backbones import glmix
+    calls = []
+    tail, checkpoint = glmix._ConvMLPTail.apply, glmix.checkpoint
+    monkeypatch.setattr(glmix._ConvMLPTail, 'apply',
+                        lambda *args: calls.append('mlp') or tail(*args))
+    monkeypatch.setattr(glmix, 'checkpoint', lambda fn, *args, **kw: (
+        calls.append(getattr(fn, '__name__', '')) or checkpoint(fn, *args,
+                                                                **kw)))
     torch.manual_seed(1)
     plain = tiny(base, dict(layerscale=0.5)) if base == '16g' else tiny(base)
     ckpt = GLNet(plain.arch, with_cp=True)
@@ -136,7 +148,16 @@ def test_with_cp_same_outputs_and_gradients(base):
     grads = []
     for model in (plain, ckpt):
         xi = x.clone().requires_grad_()
+        calls.clear()
         outs = model(xi)
+        tricks = {'mlp', '_global_branch'}
+        if model is plain or base == '16g':
+            assert tricks <= set(calls), calls
+        else:
+            assert not tricks & set(calls), calls
+        if model is ckpt:  # each block once, under a checkpoint
+            assert len(calls) - sum(c in tricks for c in calls) == sum(
+                len(s.blocks) for s in model.stages), calls
         sum((o * o).mean() for o in outs).backward()
         grads.append((outs, xi.grad,
                       [p.grad.clone() for p in model.parameters()]))

@@ -6,14 +6,14 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ...utils.compat import is_exporting
 from .checkpoint_filter import convert_classifier_state_dict, load_pretrained
-from .glmix import LayerNorm2d, MHABlock, TransformerBlock
+from .glmix import (LayerNorm2d, MHABlock, TransformerBlock,
+                    checkpointed_block)
 from .glmix_ablations import (BRANCHES, CLUSTERINGS, LOCAL_OPS, SLOT_INITS,
                               glmix_block)
 
@@ -409,7 +409,7 @@ class GLNet(BaseModule):
         x = self.downsample_layers[i](x)
         for block in self.stages[i].blocks:
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
+                x = checkpointed_block(block, x)
             else:
                 x = block(x)
         return x
