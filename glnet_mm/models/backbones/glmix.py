@@ -35,7 +35,9 @@ of inference or training time (docs/speed.md, ``benchmark.py --without``).
 **Memory tricks.** In training, two parts keep less for backward and
 recompute the rest there: the conv MLP (:class:`ConvMLP`) and GLMix's global
 branch (:meth:`GLMixBlock.global_branch`). Off: :func:`lean_backward`
-returning False. The same values and bit-identical gradients.
+returning False; with ``with_cp``, off in the blocks that
+:func:`checkpointed_block` runs plain. The same values and bit-identical
+gradients.
 """
 import contextlib
 import contextvars
