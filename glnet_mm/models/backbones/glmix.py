@@ -509,7 +509,11 @@ class GLMixBlock(_Block):
         return slots, logits.softmax(dim=1).transpose(-2, -1)
 
     def local_branch(self, grid):
-        """Light convs on the fine grid."""
+        """Light convs on the fine grid. In training only ``grid`` is kept
+        for backward (the global branch keeps it too), which recomputes the
+        first 1x1 and the depth-wise conv (memory trick: their two maps)."""
+        if lean_backward(grid):
+            return checkpoint(self.feature_conv, grid, use_reentrant=False)
         return self.feature_conv(grid)
 
 
