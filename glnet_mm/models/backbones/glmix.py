@@ -32,9 +32,10 @@ model with and without them), replace its function:
 Each stays because an A/B of the whole backbone showed it worth at least 3%
 of inference or training time (docs/speed.md, ``benchmark.py --without``).
 
-**Memory tricks.** In training, two parts keep less for backward and
+**Memory tricks.** In training, three parts keep less for backward and
 recompute the rest there: the conv MLP (:class:`ConvMLP`) and GLMix's global
-branch (:meth:`GLMixBlock.global_branch`). Off: :func:`lean_backward`
+and local branches (:meth:`GLMixBlock.global_branch`,
+:meth:`GLMixBlock.local_branch`). Off: :func:`lean_backward`
 returning False; with ``with_cp``, off in the blocks that
 :func:`checkpointed_block` runs plain. The same values and bit-identical
 gradients.
