@@ -8,10 +8,10 @@ import os.path as osp
 
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from pycocotools.coco import COCO
+from train_utils import train_on_threads
 
 import glnet_mm  # noqa: F401  (registers GLNet)
 from glnet_mm.datasets.toy_coco import CLASSES, main, make_toy_coco
@@ -125,12 +125,7 @@ def test_toy_training_runner(toy_root, tmp_path):
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
     cfg.default_hooks.logger.interval = 1
     runner = Runner.from_cfg(cfg)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the measured numbers: one thread
-    try:
-        runner.train()
-    finally:
-        torch.set_num_threads(threads)
+    train_on_threads(runner, 1)  # the measured numbers: one thread
 
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 16 and np.isfinite(losses).all()

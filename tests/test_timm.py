@@ -366,6 +366,8 @@ def test_toy_mask_rcnn_through_mmpretrain_timm_backbone(tmp_path):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    from train_utils import train_on_threads
+
     from glnet_mm.datasets.toy_coco import make_toy_coco
     root = str(tmp_path / 'toy_coco')
     make_toy_coco(root, num_train=2, num_val=1)
@@ -382,12 +384,7 @@ def test_toy_mask_rcnn_through_mmpretrain_timm_backbone(tmp_path):
     backbone = runner.model.backbone
     assert type(backbone).__name__ == 'TIMMBackbone'
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the toy runs (test_detection_toy.py)
-    try:
-        runner.train()
-    finally:
-        torch.set_num_threads(threads)
+    train_on_threads(runner, 1)  # as the toy runs (test_detection_toy.py)
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 4 and np.isfinite(losses).all()
     assert losses[-2:].mean() < 0.9 * losses[:2].mean()

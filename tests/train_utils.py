@@ -96,22 +96,27 @@ def mim_train(package, config, work_dir, *args):
     return (log, *scalars(work_dir))
 
 
-def train_here(config, work_dir, threads=1):
-    """tools/train.py's steps in this process (one process, no launcher)
-    on ``threads`` intra-op threads; the losses and validation records of
-    :func:`scalars`. For runs whose subject is the model, not the
-    launcher: no fresh interpreter to import the toolboxes again."""
+def train_on_threads(runner, threads=1):
+    """``runner.train()`` on ``threads`` intra-op threads (the toy runs'
+    figures are measured on one), the process's own count restored
+    after."""
     import torch
-
-    from glnet_mm.apis import runner as glnet_runner
-    cfg = glnet_runner.runner_config(config, work_dir=str(work_dir))
-    runner = glnet_runner.build_runner(cfg)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         runner.train()
     finally:
         torch.set_num_threads(before)
+
+
+def train_here(config, work_dir, threads=1):
+    """tools/train.py's steps in this process (one process, no launcher)
+    on ``threads`` intra-op threads; the losses and validation records of
+    :func:`scalars`. For runs whose subject is the model, not the
+    launcher: no fresh interpreter to import the toolboxes again."""
+    from glnet_mm.apis import runner as glnet_runner
+    cfg = glnet_runner.runner_config(config, work_dir=str(work_dir))
+    train_on_threads(glnet_runner.build_runner(cfg), threads)
     return scalars(work_dir)
 
 
