@@ -8,7 +8,9 @@ import os.path as osp
 
 import numpy as np
 import pytest
+import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from pycocotools.coco import COCO
 from train_utils import train_on_threads
@@ -102,22 +104,33 @@ def test_generator_refuses_to_overwrite(tmp_path, capsys):
         make_toy_coco(str(tmp_path / 'y'), size=(8, 8))
 
 
-# Measured with this run on the 4 validation images, on one thread (two
-# threads give other numbers: trained 0.111 and 0.023): trained, and with the
-# backbone frozen at its random init (model.backbone.frozen_stages=4: every
-# GLNet weight and BN statistic unchanged, compared before/after). The heads
-# alone lower the loss more (frozen: 3.37 -> 1.61 over the first and last 4
-# iterations, trained: 3.63 -> 2.21); the mAPs tell them apart.
-TRAINED = {'coco/bbox_mAP_50': 0.059, 'coco/segm_mAP': 0.024}
-FROZEN = {'coco/bbox_mAP_50': 0.028, 'coco/segm_mAP': 0.0}
-BARS = {'coco/bbox_mAP_50': 0.045, 'coco/segm_mAP': 0.012}
+# No metric of this short run tells a learning backbone from one frozen at
+# its random init (model.backbone.frozen_stages=4), measured on the Intel
+# CPU, seeds 0-2, one and two threads: on the 4 validation images the
+# frozen backbone's bbox mAP@50 / segm mAP lie within the trained one's
+# spread (seed 0, one thread: trained 0.084 / 0.008, frozen 0.008 / 0.0;
+# seed 1: trained 0.042 / 0.0, frozen 0.064 / 0.040; the AMD CPU, seed 0:
+# trained 0.059 / 0.024, frozen 0.028 / 0.0), and so they do on 16
+# validation images, after 48 iterations, and on the training images
+# (frozen higher there: for 16 steps a random GLNet's maps serve the heads
+# better than ones that move under them). So the test proves the
+# backbone's own training: every trainable GLNet tensor and BN running
+# statistic moved (frozen: none does).
+
+
+class KeepInitialBackbone(Hook):
+    """The backbone's state as training starts (after init_weights)."""
+
+    def before_train(self, runner):
+        self.state = {k: v.clone() for k, v in
+                      runner.model.backbone.state_dict().items()}
 
 
 def test_toy_training_runner(toy_root, tmp_path):
     """A few iterations of the toy config through mmengine's Runner: the
     loss falls, CocoMetric reports bbox and segm mAP, and the backbone
-    learns: bbox mAP@50 and segm mAP reach bars that the backbone frozen
-    at its random init does not (TRAINED, FROZEN above)."""
+    trains: every trainable GLNet tensor and every BN running statistic
+    moved from its initial value (why no metric bar: the note above)."""
     cfg = Config.fromfile(TOY_CONFIG)
     cfg.merge_from_dict(data_overrides(toy_root))
     cfg.work_dir = str(tmp_path / 'work')
@@ -125,7 +138,9 @@ def test_toy_training_runner(toy_root, tmp_path):
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
     cfg.default_hooks.logger.interval = 1
     runner = Runner.from_cfg(cfg)
-    train_on_threads(runner, 1)  # the measured numbers: one thread
+    initial = KeepInitialBackbone()
+    runner.register_hook(initial)
+    train_on_threads(runner, 1)
 
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 16 and np.isfinite(losses).all()
@@ -137,5 +152,10 @@ def test_toy_training_runner(toy_root, tmp_path):
         (val, ) = [r for r in map(json.loads, f) if 'loss' not in r]
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
         assert key in val, key
-    for key, bar in BARS.items():
-        assert val[key] >= bar, (key, val[key])
+    backbone = runner.model.backbone
+    trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
+    stats = {n for n, _ in backbone.named_buffers() if 'running' in n}
+    assert trainable and stats
+    still = [n for n in sorted(trainable | stats)
+             if torch.equal(backbone.state_dict()[n], initial.state[n])]
+    assert not still, still
