@@ -8,12 +8,10 @@ import os.path as osp
 
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from pycocotools.coco import COCO
-from train_utils import train_on_threads
+from train_utils import backbone_watch, train_on_threads
 
 import glnet_mm  # noqa: F401  (registers GLNet)
 from glnet_mm.datasets.toy_coco import CLASSES, main, make_toy_coco
@@ -104,33 +102,26 @@ def test_generator_refuses_to_overwrite(tmp_path, capsys):
         make_toy_coco(str(tmp_path / 'y'), size=(8, 8))
 
 
-# No metric of this short run tells a learning backbone from one frozen at
-# its random init (model.backbone.frozen_stages=4), measured on the Intel
-# CPU, seeds 0-2, one and two threads: on the 4 validation images the
-# frozen backbone's bbox mAP@50 / segm mAP lie within the trained one's
-# spread (seed 0, one thread: trained 0.084 / 0.008, frozen 0.008 / 0.0;
-# seed 1: trained 0.042 / 0.0, frozen 0.064 / 0.040; the AMD CPU, seed 0:
-# trained 0.059 / 0.024, frozen 0.028 / 0.0), and so they do on 16
-# validation images, after 48 iterations, and on the training images
-# (frozen higher there: for 16 steps a random GLNet's maps serve the heads
-# better than ones that move under them). So the test proves the
-# backbone's own training: every trainable GLNet tensor and BN running
-# statistic moved (frozen: none does).
-
-
-class KeepInitialBackbone(Hook):
-    """The backbone's state as training starts (after init_weights)."""
-
-    def before_train(self, runner):
-        self.state = {k: v.clone() for k, v in
-                      runner.model.backbone.state_dict().items()}
+# bbox mAP@50 on the 4 validation images, seed 0, one thread: trained, and
+# with the backbone frozen at its random init (model.backbone.frozen_stages=4),
+# on the two CPUs of the project's machines: AMD EPYC trained 0.059, frozen
+# 0.028; Intel Xeon trained 0.084, frozen 0.008. The bar holds this seeded
+# run to what training reaches; it does not prove more: with seed 1 the
+# frozen backbone scores higher (Intel: 0.064 against 0.042), and so it can
+# on 16 validation images and after 48 iterations (the heads alone fit this
+# toy in a few steps). segm mAP has no bar: Intel trained 0.008,
+# frozen 0.0, AMD 0.024 and 0.0. The direct check: every backbone weight
+# and BN statistic moved (frozen: none does).
+TRAINED = {'coco/bbox_mAP_50': {'amd': 0.059, 'intel': 0.084}}
+FROZEN = {'coco/bbox_mAP_50': {'amd': 0.028, 'intel': 0.008}}
+BARS = {'coco/bbox_mAP_50': 0.045}
 
 
 def test_toy_training_runner(toy_root, tmp_path):
     """A few iterations of the toy config through mmengine's Runner: the
-    loss falls, CocoMetric reports bbox and segm mAP, and the backbone
-    trains: every trainable GLNet tensor and every BN running statistic
-    moved from its initial value (why no metric bar: the note above)."""
+    loss falls, CocoMetric reports bbox and segm mAP, bbox mAP@50 reaches
+    a bar that the frozen backbone's run does not (above), and every
+    backbone weight and BN statistic moved."""
     cfg = Config.fromfile(TOY_CONFIG)
     cfg.merge_from_dict(data_overrides(toy_root))
     cfg.work_dir = str(tmp_path / 'work')
@@ -138,9 +129,9 @@ def test_toy_training_runner(toy_root, tmp_path):
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
     cfg.default_hooks.logger.interval = 1
     runner = Runner.from_cfg(cfg)
-    initial = KeepInitialBackbone()
-    runner.register_hook(initial)
-    train_on_threads(runner, 1)
+    watch = backbone_watch()
+    runner.register_hook(watch)
+    train_on_threads(runner, 1)  # the measured numbers: one thread
 
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 16 and np.isfinite(losses).all()
@@ -152,10 +143,6 @@ def test_toy_training_runner(toy_root, tmp_path):
         (val, ) = [r for r in map(json.loads, f) if 'loss' not in r]
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
         assert key in val, key
-    backbone = runner.model.backbone
-    trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
-    stats = {n for n, _ in backbone.named_buffers() if 'running' in n}
-    assert trainable and stats
-    still = [n for n in sorted(trainable | stats)
-             if torch.equal(backbone.state_dict()[n], initial.state[n])]
-    assert not still, still
+    for key, bar in BARS.items():
+        assert val[key] >= bar, (key, val[key])
+    assert watch.watched > 100 and not watch.unmoved, watch.unmoved

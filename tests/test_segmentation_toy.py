@@ -126,7 +126,10 @@ def toy_cfg(toy_root, work_dir, max_iters):
 # (model.backbone.frozen_stages=4: every GLNet weight and BN statistic
 # unchanged, compared before/after). The heads alone learn most of it, and
 # lower the loss as much (frozen 2.33 -> 1.57 over the first and last 5
-# iterations).
+# iterations). The same on the AMD and the Intel CPU within 0.02. The bar
+# holds this seeded run to what training reaches and no more: with seed 1
+# the frozen backbone scores higher (Intel: 74.55 against 69.39), with seed
+# 2 about the same (74.39 and 74.03).
 TRAINED_MIOU, FROZEN_MIOU, MIOU_BAR = 74.16, 70.14, 72.0
 
 

@@ -109,14 +109,44 @@ def train_on_threads(runner, threads=1):
         torch.set_num_threads(before)
 
 
-def train_here(config, work_dir, threads=1):
+def backbone_watch():
+    """A hook that records, when training ends, which of the backbone's
+    parameters and BN running statistics still hold the values they had
+    when it began (``.unmoved``, of ``.watched``; a frozen backbone:
+    all)."""
+    import torch
+    from mmengine.hooks import Hook
+
+    class BackboneWatch(Hook):
+
+        def before_train(self, runner):
+            backbone = runner.model.backbone
+            stats = [(n, b) for n, b in backbone.named_buffers()
+                     if 'running' in n]
+            self.initial = {n: t.detach().clone() for n, t in
+                            [*backbone.named_parameters(), *stats]}
+
+        def after_train(self, runner):
+            state = runner.model.backbone.state_dict()
+            self.watched = len(self.initial)
+            self.unmoved = sorted(n for n, t in self.initial.items()
+                                  if torch.equal(state[n], t))
+
+    return BackboneWatch()
+
+
+def train_here(config, work_dir, threads=1, hooks=()):
     """tools/train.py's steps in this process (one process, no launcher)
-    on ``threads`` intra-op threads; the losses and validation records of
-    :func:`scalars`. For runs whose subject is the model, not the
-    launcher: no fresh interpreter to import the toolboxes again."""
+    on ``threads`` intra-op threads, with ``hooks`` added; the losses and
+    validation records of :func:`scalars`. For runs whose subject is the
+    model, not the launcher: no fresh interpreter to import the toolboxes
+    again."""
     from glnet_mm.apis import runner as glnet_runner
     cfg = glnet_runner.runner_config(config, work_dir=str(work_dir))
-    train_on_threads(glnet_runner.build_runner(cfg), threads)
+    runner = glnet_runner.build_runner(cfg)
+    for hook in hooks:
+        runner.register_hook(hook)
+    train_on_threads(runner, threads)
     return scalars(work_dir)
 
 
