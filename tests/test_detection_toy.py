@@ -112,8 +112,6 @@ def test_generator_refuses_to_overwrite(tmp_path, capsys):
 # toy in a few steps). segm mAP has no bar: Intel trained 0.008,
 # frozen 0.0, AMD 0.024 and 0.0. The direct check: every backbone weight
 # and BN statistic moved (frozen: none does).
-TRAINED = {'coco/bbox_mAP_50': {'amd': 0.059, 'intel': 0.084}}
-FROZEN = {'coco/bbox_mAP_50': {'amd': 0.028, 'intel': 0.008}}
 BARS = {'coco/bbox_mAP_50': 0.045}
 
 
