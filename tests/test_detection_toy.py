@@ -3,7 +3,6 @@
 detector: tests/test_resume.py)."""
 import glob
 import hashlib
-import json
 import os.path as osp
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 from pycocotools.coco import COCO
-from train_utils import backbone_watch, train_on_threads
+from train_utils import backbone_watch, scalars, train_on_threads
 
 import glnet_mm  # noqa: F401  (registers GLNet)
 from glnet_mm.datasets.toy_coco import CLASSES, main, make_toy_coco
@@ -135,12 +134,9 @@ def test_toy_training_runner(toy_root, tmp_path):
     assert len(losses) == 16 and np.isfinite(losses).all()
     assert losses[-4:].mean() < 0.8 * losses[:4].mean()
     assert runner.epoch == 8
-    scalars = osp.join(cfg.work_dir, runner.timestamp, 'vis_data',
-                       'scalars.json')
-    with open(scalars) as f:
-        (val, ) = [r for r in map(json.loads, f) if 'loss' not in r]
+    _, (val, ) = scalars(cfg.work_dir)
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
         assert key in val, key
     for key, bar in BARS.items():
         assert val[key] >= bar, (key, val[key])
-    assert watch.watched > 100 and not watch.unmoved, watch.unmoved
+    watch.check()

@@ -51,7 +51,7 @@ def train(config, work_dir):
     its losses, validation records and slot figures."""
     watch = backbone_watch()
     losses, metrics = train_here(config, work_dir, hooks=[watch])
-    assert watch.watched > 100 and not watch.unmoved, watch.unmoved
+    watch.check()
     figures = sorted(glob.glob(osp.join(str(work_dir), '*', 'vis_data',
                                         'vis_image', 'slots_*.png')))
     return losses, metrics, figures

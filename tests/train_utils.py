@@ -112,8 +112,8 @@ def train_on_threads(runner, threads=1):
 def backbone_watch():
     """A hook that records, when training ends, which of the backbone's
     parameters and BN running statistics still hold the values they had
-    when it began (``.unmoved``, of ``.watched``; a frozen backbone:
-    all)."""
+    when it began (``.unmoved``; a frozen backbone: all);
+    ``.check()`` asserts that they all moved."""
     import torch
     from mmengine.hooks import Hook
 
@@ -128,9 +128,11 @@ def backbone_watch():
 
         def after_train(self, runner):
             state = runner.model.backbone.state_dict()
-            self.watched = len(self.initial)
             self.unmoved = sorted(n for n, t in self.initial.items()
                                   if torch.equal(state[n], t))
+
+        def check(self):
+            assert len(self.initial) > 100 and not self.unmoved, self.unmoved
 
     return BackboneWatch()
 
