@@ -420,8 +420,15 @@ class GLNet(BaseModule):
         if multiple == 1 or (not is_exporting()
                              and h % multiple == 0 and w % multiple == 0):
             return x  # F.pad would copy the map even to pad nothing
-        # An exported (ONNX) graph always pads: it must take any size.
-        return F.pad(x, (0, -w % multiple, 0, -h % multiple))
+        # An exported (ONNX) graph always pads: it must take any size. The
+        # padded size is written as multiple * ceil(n / multiple), not as
+        # n + (-n % multiple): traced with symbolic sizes, the latter nests
+        # a Mod in every later stage's sizes, which torch.export's symbolic
+        # shape reasoning simplifies slowly (docs/deploy.md).
+        def padded(n):
+            return (n + multiple - 1) // multiple * multiple
+
+        return F.pad(x, (0, padded(w) - w, 0, padded(h) - h))
 
     def _freeze_stages(self):
         for i in range(self.frozen_stages):
