@@ -75,7 +75,7 @@ def train_variant(rank, name, spec):
     assert not ddp.find_unused_parameters
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
     gen = torch.Generator().manual_seed(100 + rank)  # a shard per rank
-    for _ in range(3):  # DDP reports unused parameters one step late
+    for _ in range(2):  # DDP reports an unused parameter at the next step
         x = torch.randn(2, 3, 64, 48, generator=gen)
         loss = sum(o.float().pow(2).mean() for o in ddp(x))
         opt.zero_grad()
