@@ -19,8 +19,8 @@ import pytest
 
 from conftest import load_tool, needs
 from train_utils import (DET_CONFIG, REPO, SEG_CONFIG, checkpoints, env,
-                         probes, seg_norms_without_bn, train, weights,
-                         weights_and_meta, write_config)
+                         probes, seg_norms_without_bn, train, train_here,
+                         weights, weights_and_meta, write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 
@@ -83,6 +83,16 @@ def data(tmp_path_factory):
     return root
 
 
+def train_reference_or_launch(config, work_dir, nproc):
+    """The one-process reference in this process (tools/train.py's steps,
+    one thread as each rank); ``nproc`` processes through
+    tools/dist_train.sh."""
+    if nproc == 1:
+        train_here(config, work_dir)
+    else:
+        train(config, work_dir, nproc)
+
+
 def run_pair(tmp_path, base, body, **fmt):
     """The same config trained by 1 process of batch 2b and by 2 processes
     of batch b; returns both work dirs."""
@@ -92,7 +102,7 @@ def run_pair(tmp_path, base, body, **fmt):
         config = write_config(tmp_path / f'cfg{nproc}.py', base,
                               body.format(batch=b, **fmt))
         works[nproc] = tmp_path / f'work{nproc}'
-        train(config, works[nproc], nproc)
+        train_reference_or_launch(config, works[nproc], nproc)
     return works
 
 
@@ -178,7 +188,7 @@ def detection_pair(data, tmp_path_factory):
                               DET_BODY.format(root=str(data / 'coco'),
                                               accumulate=accumulate))
         works[nproc] = tmp / f'work{nproc}'
-        train(config, works[nproc], nproc)
+        train_reference_or_launch(config, works[nproc], nproc)
     return works
 
 

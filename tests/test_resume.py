@@ -5,7 +5,8 @@ same seed; the iterations before the kill repeat the uninterrupted run's
 (same seed twice, same result). The toy configs as shipped: random
 augmentation, dropout, mmdet's random anchor and RoI sampling.
 
-The toy Mask R-CNN: one process (tools/train.py), resumed with the README's
+The toy Mask R-CNN: one process (tools/train.py; the uninterrupted run
+with the same steps in the test's process), resumed with the README's
 ``mim train mmdet ... --resume`` and its checkpoint evaluated with ``mim
 test``. The toy UPerNet: two processes (tools/dist_train.sh)."""
 import glob
@@ -20,8 +21,8 @@ import numpy as np
 import pytest
 
 from train_utils import (DET_CONFIG, SEG_CONFIG, env, probes, run_mim,
-                         seg_norms_without_bn, train, train_command, weights,
-                         write_config)
+                         seg_norms_without_bn, train, train_command,
+                         train_here, weights, write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
@@ -103,7 +104,11 @@ def check_exact_resume(tmp_path, config, kill_at, total, nproc=1,
     else the launcher's ``--resume``), compare; the resumed run's log and
     the final metrics."""
     full, cut = tmp_path / 'full', tmp_path / 'cut'
-    train(config, full, nproc, *NO_PAUSE)
+    if nproc == 1:  # the reference run in this process (one thread)
+        train_here(config, full,
+                   cfg_options={'custom_hooks.1.pause_at': None})
+    else:
+        train(config, full, nproc, *NO_PAUSE)
     train_and_kill(config, cut, nproc)
     with open(cut / 'probe_rank0_paused.json') as f:
         before = json.load(f)

@@ -137,18 +137,32 @@ def backbone_watch():
     return BackboneWatch()
 
 
-def train_here(config, work_dir, threads=1, hooks=()):
+def train_here(config, work_dir, threads=1, hooks=(), cfg_options=None):
     """tools/train.py's steps in this process (one process, no launcher)
-    on ``threads`` intra-op threads, with ``hooks`` added; the losses and
+    on ``threads`` intra-op threads, with ``hooks`` added and
+    ``cfg_options`` merged (as ``--cfg-options``); the losses and
     validation records of :func:`scalars`. For runs whose subject is the
-    model, not the launcher: no fresh interpreter to import the toolboxes
-    again."""
+    model, or that are the one-process reference of a launcher's run: no
+    fresh interpreter to import the toolboxes again. A config's
+    ``randomness.deterministic`` turns torch's deterministic algorithms on
+    for the whole process: they are put back as they were."""
+    import torch
     from glnet_mm.apis import runner as glnet_runner
-    cfg = glnet_runner.runner_config(config, work_dir=str(work_dir))
-    runner = glnet_runner.build_runner(cfg)
-    for hook in hooks:
-        runner.register_hook(hook)
-    train_on_threads(runner, threads)
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    try:
+        cfg = glnet_runner.runner_config(config, cfg_options,
+                                         work_dir=str(work_dir))
+        runner = glnet_runner.build_runner(cfg)
+        for hook in hooks:
+            runner.register_hook(hook)
+        train_on_threads(runner, threads)
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic = before[2]
+        torch.backends.cudnn.benchmark = before[3]
     return scalars(work_dir)
 
 
