@@ -19,8 +19,9 @@ import pytest
 
 from conftest import load_tool, needs
 from train_utils import (DET_CONFIG, REPO, SEG_CONFIG, checkpoints, env,
-                         probes, seg_norms_without_bn, train, train_here,
-                         weights, weights_and_meta, write_config)
+                         probes, seg_norms_without_bn, train,
+                         train_reference_or_launch, weights,
+                         weights_and_meta, write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 
@@ -81,16 +82,6 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('ddp_data')
     make_toy_ade(str(root / 'ade'), num_train=8, num_val=4)
     return root
-
-
-def train_reference_or_launch(config, work_dir, nproc):
-    """The one-process reference in this process (tools/train.py's steps,
-    one thread as each rank); ``nproc`` processes through
-    tools/dist_train.sh."""
-    if nproc == 1:
-        train_here(config, work_dir)
-    else:
-        train(config, work_dir, nproc)
 
 
 def run_pair(tmp_path, base, body, **fmt):

@@ -20,9 +20,10 @@ import time
 import numpy as np
 import pytest
 
-from train_utils import (DET_CONFIG, SEG_CONFIG, env, probes, run_mim,
-                         seg_norms_without_bn, train, train_command,
-                         train_here, weights, write_config)
+from train_utils import (DET_CONFIG, SEG_CONFIG, cfg_options_args, env,
+                         probes, run_mim, seg_norms_without_bn, train,
+                         train_command, train_reference_or_launch, weights,
+                         write_config)
 
 from glnet_mm.datasets.toy_ade import make_toy_ade
 from glnet_mm.datasets.toy_coco import make_toy_coco
@@ -59,7 +60,8 @@ train_cfg = dict(max_epochs=2, val_interval=2)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 randomness = dict(seed=0, deterministic=True)
 """
-NO_PAUSE = ['--cfg-options', 'custom_hooks.1.pause_at=None']
+UNPAUSED = {'custom_hooks.1.pause_at': None}
+NO_PAUSE = cfg_options_args(UNPAUSED)
 
 
 def train_and_kill(config, work_dir, nproc=1, timeout=600):
@@ -104,11 +106,7 @@ def check_exact_resume(tmp_path, config, kill_at, total, nproc=1,
     else the launcher's ``--resume``), compare; the resumed run's log and
     the final metrics."""
     full, cut = tmp_path / 'full', tmp_path / 'cut'
-    if nproc == 1:  # the reference run in this process (one thread)
-        train_here(config, full,
-                   cfg_options={'custom_hooks.1.pause_at': None})
-    else:
-        train(config, full, nproc, *NO_PAUSE)
+    train_reference_or_launch(config, full, nproc, UNPAUSED)
     train_and_kill(config, cut, nproc)
     with open(cut / 'probe_rank0_paused.json') as f:
         before = json.load(f)

@@ -67,6 +67,22 @@ def train(config, work_dir, nproc=1, *args, timeout=900):
     return proc.stdout + proc.stderr
 
 
+def cfg_options_args(options):
+    """``options`` ({key: value}) as command-line ``--cfg-options``."""
+    return ['--cfg-options', *(f'{k}={v}' for k, v in options.items())]
+
+
+def train_reference_or_launch(config, work_dir, nproc, cfg_options=None):
+    """One process: the reference run, in this process (:func:`train_here`,
+    one thread as each rank); ``nproc`` processes: tools/dist_train.sh
+    (:func:`train`). ``cfg_options`` merged either way."""
+    if nproc == 1:
+        train_here(config, work_dir, cfg_options=cfg_options)
+    else:
+        train(config, work_dir, nproc,
+              *(cfg_options_args(cfg_options) if cfg_options else ()))
+
+
 def run_mim(*args, timeout=900):
     """``mim ARGS...`` (the README's commands) in a fresh process; its
     output, stdout then stderr."""
