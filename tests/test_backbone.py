@@ -24,6 +24,28 @@ def test_presets_strides_and_channels(arch):
                                                   for s in (4, 8, 16, 32)]
 
 
+
+@pytest.mark.parametrize('base', ['stl', 'stl_paramslot', '4g', '16g'])
+def test_builds_on_the_meta_device(base):
+    """Deferred initialisation (FSDP, loading a large model without filling
+    it first; tests/test_detection_configs.py builds on it): the same
+    parameters and buffers, with their shapes, the same drop-path rates, and
+    nothing allocated."""
+    with torch.device('meta'):
+        meta = tiny(base, drop_path_rate=0.3)
+    real = tiny(base, drop_path_rate=0.3)
+    assert {k: v.shape for k, v in meta.state_dict().items()} == {
+        k: v.shape for k, v in real.state_dict().items()}
+    assert all(v.is_meta for v in meta.state_dict().values())
+
+    def rates(model):
+        return [m.drop_prob for m in model.modules()
+                if hasattr(m, 'drop_prob')]
+
+    assert rates(meta) == rates(real)
+    assert max(rates(real)) == pytest.approx(0.3)
+
+
 @pytest.mark.parametrize('base', ['stl', '4g'])
 @pytest.mark.parametrize('size', [(65, 97), (31, 47), (224, 160), (33, 33)])
 def test_odd_sizes_give_ceil_strides(base, size):

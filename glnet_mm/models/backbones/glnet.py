@@ -273,7 +273,10 @@ class GLNet(BaseModule):
         self._pad_to = ([4, 2, 2, 2] if spec['downsample_style'] == 'non_ovlp'
                         else [1, 1, 1, 1])
 
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # float32 steps, as the official rates; on the CPU also under
+        # `with torch.device('meta')` (a build without weights)
+        rates = torch.linspace(0, drop_path_rate, sum(depths),
+                               device='cpu').tolist()
         self.stages = nn.ModuleList()
         for i in range(4):
             stage = nn.Module()
