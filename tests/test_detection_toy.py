@@ -125,6 +125,7 @@ def test_toy_training_runner(toy_root, tmp_path):
     cfg.train_cfg.max_epochs = cfg.train_cfg.val_interval = 8  # 16 iters
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
     cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = 8  # the last epoch's only
     runner = Runner.from_cfg(cfg)
     watch = backbone_watch()
     runner.register_hook(watch)
