@@ -24,7 +24,6 @@ def test_presets_strides_and_channels(arch):
                                                   for s in (4, 8, 16, 32)]
 
 
-
 @pytest.mark.parametrize('base', ['stl', 'stl_paramslot', '4g', '16g'])
 def test_builds_on_the_meta_device(base):
     """Deferred initialisation (FSDP, loading a large model without filling
